@@ -1,0 +1,1 @@
+"""alexlab: a local stand-in for one Alexandria EE deployment (see docs/contract.md)."""

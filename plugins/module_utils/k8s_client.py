@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kubernetes connection: the shared argument spec and one place that builds a client.
+
+Option names and environment fallbacks follow kubernetes.core (docs/contract.md section 1).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import traceback
+
+from ansible.module_utils.basic import env_fallback
+
+try:
+    import kubernetes
+    from kubernetes.client.rest import ApiException
+    import urllib3.exceptions
+    HAS_KUBERNETES = True
+    KUBERNETES_IMPORT_ERROR = None
+except ImportError:
+    HAS_KUBERNETES = False
+    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+
+    class ApiException(Exception):
+        """Placeholder so except clauses work without the library."""
+
+
+DEFAULT_NAMESPACE = "alexandria"
+DEFAULT_RELEASE = "alexandria-ee"
+
+
+def k8s_auth_argument_spec():
+    return dict(
+        kubeconfig=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
+        context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
+        host=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_HOST"])),
+        api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["K8S_AUTH_API_KEY"])),
+        validate_certs=dict(type="bool", aliases=["verify_ssl"], fallback=(env_fallback, ["K8S_AUTH_VERIFY_SSL"])),
+        ca_cert=dict(type="path", aliases=["ssl_ca_cert"], fallback=(env_fallback, ["K8S_AUTH_SSL_CA_CERT"])),
+    )
+
+
+def deployment_argument_spec():
+    """Where the release lives (contract section 1)."""
+    return dict(
+        namespace=dict(type="str", default=DEFAULT_NAMESPACE),
+        release=dict(type="str", default=DEFAULT_RELEASE),
+    )
+
+
+class K8sError(Exception):
+    """A Kubernetes failure, already phrased for an operator."""
+
+
+def build_api_client(params):
+    """A kubernetes.client.ApiClient from the auth options; raises K8sError."""
+    if not HAS_KUBERNETES:
+        raise K8sError("the Python library 'kubernetes' is required: pip install kubernetes")
+    try:
+        if params.get("host"):
+            configuration = kubernetes.client.Configuration()
+            configuration.host = params["host"]
+            if params.get("api_key"):
+                configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
+        else:
+            configuration = kubernetes.client.Configuration()
+            try:
+                kubernetes.config.load_kube_config(
+                    config_file=params.get("kubeconfig"),
+                    context=params.get("context"),
+                    client_configuration=configuration,
+                )
+            except kubernetes.config.ConfigException:
+                if params.get("kubeconfig") or params.get("context"):
+                    raise
+                kubernetes.config.load_incluster_config(client_configuration=configuration)
+            if params.get("api_key"):
+                configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
+        if params.get("validate_certs") is not None:
+            configuration.verify_ssl = params["validate_certs"]
+        if params.get("ca_cert"):
+            configuration.ssl_ca_cert = params["ca_cert"]
+        configuration.retries = 1
+        return kubernetes.client.ApiClient(configuration)
+    except (kubernetes.config.ConfigException, OSError, ValueError) as exc:
+        raise K8sError("cannot load Kubernetes configuration: %s; set kubeconfig/context or host" % exc)
+
+
+def describe_api_error(exc, what):
+    """One sentence for an ApiException or a transport error, naming what was asked."""
+    if isinstance(exc, ApiException):
+        status = getattr(exc, "status", None)
+        if status == 401:
+            return "Kubernetes API refused the credentials (401) while %s: check kubeconfig/api_key" % what
+        if status == 403:
+            return "Kubernetes RBAC forbids %s (403): grant the job's service account access" % what
+        if status == 404:
+            return "not found (404) while %s: check namespace and names" % what
+        return "Kubernetes API answered %s %s while %s" % (status, getattr(exc, "reason", ""), what)
+    return "Kubernetes API unreachable while %s: %s" % (what, exc.__class__.__name__ + ": " + str(exc).split("\n", maxsplit=1)[0])
+
+
+def transport_errors():
+    """The exception classes a request can raise besides ApiException."""
+    if not HAS_KUBERNETES:
+        return (OSError,)
+    return (urllib3.exceptions.HTTPError, OSError)

@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL connection: the shared argument spec, secret masking and session pinning."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import traceback
+
+from ansible.module_utils.basic import env_fallback
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+except ImportError:
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
+
+# Pinned in every session that reads or writes the chain (docs/contract.md section 4).
+SESSION_SETTINGS = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'"
+
+
+def postgres_argument_spec():
+    return dict(
+        dsn=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_DSN"])),
+        login_host=dict(type="str", fallback=(env_fallback, ["PGHOST"])),
+        login_port=dict(type="int", fallback=(env_fallback, ["PGPORT"])),
+        login_user=dict(type="str", fallback=(env_fallback, ["PGUSER"])),
+        login_password=dict(type="str", no_log=True, fallback=(env_fallback, ["PGPASSWORD"])),
+        login_db=dict(type="str", fallback=(env_fallback, ["PGDATABASE"])),
+        ssl_mode=dict(type="str", fallback=(env_fallback, ["PGSSLMODE"]),
+                      choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    )
+
+
+_URI_PASSWORD = re.compile(r"^[a-z0-9+.-]+://[^:/@]*:([^@]*)@", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def dsn_secrets(dsn):
+    """Every form of the password in a DSN (raw and quoted), to mask in any output."""
+    found = set()
+    if not dsn:
+        return found
+    for match in (_URI_PASSWORD.match(dsn), _KV_PASSWORD.search(dsn)):
+        if match and match.group(1):
+            value = match.group(1)
+            found.add(value)
+            found.add(value.strip("'"))
+    if HAS_PSYCOPG2:
+        try:
+            password = psycopg2.extensions.parse_dsn(dsn).get("password")
+        except Exception:  # an unparsable DSN: the regexes above did what can be done
+            password = None
+        if password:
+            found.add(password)
+    try:
+        from urllib.parse import unquote
+        found.update(set(unquote(v) for v in list(found)))
+    except ImportError:
+        pass
+    return set(v for v in found if v)
+
+
+def mask(text, secrets):
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "********")
+    return text
+
+
+def connection_kwargs(params):
+    mapping = dict(login_host="host", login_port="port", login_user="user", login_password="password",
+                   login_db="dbname", ssl_mode="sslmode")
+    return dict((libpq, params[opt]) for opt, libpq in mapping.items() if params.get(opt) not in (None, ""))
+
+
+class PgError(Exception):
+    """A database failure, phrased for an operator, secrets already masked."""
+
+
+def connect(dsn, kwargs=None, secrets=(), application_name="alexandria.ee"):
+    """Open a connection with the contract's session settings; PgError with secrets masked."""
+    if not HAS_PSYCOPG2:
+        raise PgError("the Python library 'psycopg2' is required: pip install psycopg2-binary")
+    kwargs = dict(kwargs or {})
+    kwargs.setdefault("application_name", application_name)
+    kwargs.setdefault("connect_timeout", 10)
+    try:
+        conn = psycopg2.connect(dsn or "", **kwargs)
+        with conn.cursor() as cur:
+            cur.execute(SESSION_SETTINGS)
+        conn.commit()
+        return conn
+    except psycopg2.Error as exc:
+        raise PgError("cannot connect to PostgreSQL: %s" % mask(str(exc).strip(), secrets))

@@ -1,0 +1,32 @@
+"""Shared fixtures: a real PostgreSQL (ALEX_TEST_DSN, or a throwaway embedded server)."""
+import os
+import pathlib
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "lab"))
+
+from alexlab import pg as labpg  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn(tmp_path_factory):
+    """DSN of a server the tests may create databases on."""
+    env = os.environ.get("ALEX_TEST_DSN")
+    if env:
+        yield env
+        return
+    datadir = tmp_path_factory.mktemp("pgdata")
+    dsn, _pid = labpg.start_embedded(datadir)
+    yield dsn
+    labpg.stop_embedded(datadir)
+
+
+@pytest.fixture
+def pg_dsn(pg_admin_dsn):
+    """A fresh, empty database for one test."""
+    dsn = labpg.create_database(pg_admin_dsn, prefix="t")
+    yield dsn
+    labpg.drop_database(pg_admin_dsn, dsn)
