@@ -40,7 +40,8 @@ run_lint() {
 run_pytest() {
     (cd "$repo" && "$bin/python" -m pytest "${PYTEST_ARGS[@]}")
 }
-PYTEST_ARGS=(${PYTEST_ARGS:-})
+# Extra pytest arguments, space-separated (e.g. PYTEST_ARGS="-k lab -x").
+read -r -a PYTEST_ARGS <<< "${PYTEST_ARGS:-}"
 
 for step in "${steps[@]}"; do
     echo "=== $step ==="
