@@ -1,0 +1,552 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: alex_license
+short_description: Read quota usage, validate and apply Alexandria EE license blobs
+version_added: 0.1.0
+description:
+  - O(state=info) reads C(GET /license) and reports usage, limits, headroom and which quota is exhausted.
+  - O(state=validate) checks a license blob against the issuer public key (structure, issuer, signature,
+    expiry, tier, counts) and returns its decoded claims. The blob comes from O(blob), O(blob_file), or,
+    when neither is given, from the license Secret.
+  - O(state=present) writes a new blob to the license Secret. It refuses an invalid, expired or wrong-issuer
+    blob, and a downgrade (fewer seats or tenants than in use) unless O(force=true). The previous blob is kept
+    in the same Secret under O(backup_secret_key) so that O(state=rollback) can restore it.
+  - O(state=rollback) puts the blob kept under O(backup_secret_key) back under O(license_secret_key).
+  - The blob is never returned, logged or shown in a diff; results carry its claims and a short fingerprint.
+author:
+  - alexandria.ee contributors
+extends_documentation_fragment:
+  - alexandria.ee.attributes
+  - alexandria.ee.k8s_auth
+  - alexandria.ee.k8s_auth.DEPLOYMENT
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode nothing is written and the Deployment is not restarted; C(changed) and the diff say what
+        would happen.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the old and new claims and fingerprints, never the blob.
+options:
+  state:
+    description:
+      - V(info) reads C(/license) (read-only). V(validate) checks a blob (read-only).
+      - V(present) applies O(blob) or O(blob_file). V(rollback) restores the previous blob.
+    type: str
+    choices: [info, validate, present, rollback]
+    default: info
+  blob:
+    description:
+      - The license blob text (C(ALXLIC1.<payload>.<signature>)). Never logged.
+      - Mutually exclusive with O(blob_file).
+    type: str
+  blob_file:
+    description:
+      - A file on the managed node holding the blob.
+    type: path
+  issuer_public_key:
+    description:
+      - The issuer's Ed25519 public key, PEM C(PUBLIC KEY) or 64 hex digits. Not a secret.
+      - Required for O(state=validate) and O(state=present).
+    type: str
+  force:
+    description:
+      - Apply a blob with fewer seats or tenants than are in use (the API then answers 402 to new users or
+        tenants). Invalid, expired and wrong-issuer blobs are refused even with O(force=true).
+    type: bool
+    default: false
+  restart:
+    description:
+      - After writing the Secret, patch the Deployment's C(kubectl.kubernetes.io/restartedAt) annotation, wait for
+        the rollout and for C(/ready). With O(state=present) the restart also happens when the Secret already
+        holds the blob but C(/license) does not serve its claims (a run interrupted before its restart).
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for the rollout, then again for C(/ready), after a restart.
+    type: int
+    default: 300
+  license_secret:
+    description:
+      - Name of the license Secret. Defaults to C(<release>-license).
+    type: str
+  license_secret_key:
+    description:
+      - Key of the blob in the license Secret.
+    type: str
+    default: license.blob
+  backup_secret_key:
+    description:
+      - Key of the license Secret where O(state=present) keeps the blob it replaces, and where O(state=rollback)
+        reads it. The API reads only O(license_secret_key).
+    type: str
+    default: license.blob.previous
+  rollback_from:
+    description:
+      - With O(state=rollback), roll back only when the blob in the Secret has this fingerprint (the
+        C(fingerprint) returned when it was applied). Otherwise nothing is changed.
+    type: str
+  deployment:
+    description:
+      - Name of the Deployment to restart. Defaults to the release name.
+    type: str
+  base_url:
+    description:
+      - Base URL of the Alexandria EE API, for example C(http://localhost:8080). Can also be set with
+        E(ALEX_BASE_URL).
+      - Required for O(state=info) and O(state=present) (current usage for the downgrade check; C(/ready) after
+        a restart). With O(state=validate) it adds the downgrade check.
+    type: str
+  validate_certs:
+    description:
+      - Whether to verify TLS certificates, of the HTTP API and of the Kubernetes API server.
+      - Unset, the HTTP API's certificate is verified and the Kubernetes API follows the kubeconfig.
+      - Can also be set with E(K8S_AUTH_VERIFY_SSL).
+  ca_path:
+    description:
+      - CA bundle to verify the HTTP API's TLS certificate with.
+    type: path
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request.
+    type: float
+    default: 10
+notes:
+  - The previous blob is kept in the license Secret itself (O(backup_secret_key)), written in the same replace as
+    the new blob, so there is no window where the new blob is stored and the old one is lost, and no copy of a
+    secret on the controller.
+requirements:
+  - kubernetes (for the Secret and the Deployment)
+  - requests
+  - cryptography
+seealso:
+  - module: alexandria.ee.alex_seats
+'''
+
+EXAMPLES = r'''
+- name: Which quota is exhausted?
+  alexandria.ee.alex_license:
+    base_url: http://localhost:8080
+  register: lic
+
+- name: Validate a new blob against the issuer key (read-only)
+  alexandria.ee.alex_license:
+    state: validate
+    blob_file: /secure/new-license.blob
+    issuer_public_key: "{{ issuer_pem }}"
+    base_url: http://localhost:8080
+
+- name: Apply it and restart the API
+  alexandria.ee.alex_license:
+    state: present
+    blob_file: /secure/new-license.blob
+    issuer_public_key: "{{ issuer_pem }}"
+    base_url: http://localhost:8080
+    kubeconfig: ~/.kube/config
+    namespace: alexandria
+    restart: true
+  register: applied
+
+- name: Put the previous blob back if the new one is not served
+  alexandria.ee.alex_license:
+    state: rollback
+    rollback_from: "{{ applied.fingerprint }}"
+    base_url: http://localhost:8080
+    restart: true
+'''
+
+RETURN = r'''
+valid:
+  description: Whether the license (served, or the blob checked) is valid.
+  returned: always
+  type: bool
+reason:
+  description: Why it is not valid, one of C(missing), C(malformed), C(wrong_issuer), C(bad_signature), C(expired).
+  returned: always
+  type: str
+current_seats:
+  description: Active users.
+  returned: state is info
+  type: int
+max_seats:
+  description: The license's C(seat_count) (C(0) when invalid).
+  returned: state is info
+  type: int
+seats_headroom:
+  description: C(max_seats - current_seats); C(0) or less means new users get HTTP 402.
+  returned: state is info
+  type: int
+current_tenants:
+  description: Tenants.
+  returned: state is info
+  type: int
+max_tenants:
+  description: The license's C(tenant_count) (C(0) when invalid).
+  returned: state is info
+  type: int
+tenants_headroom:
+  description: C(max_tenants - current_tenants).
+  returned: state is info
+  type: int
+exhausted:
+  description: The quotas with no headroom, from C(seats) and C(tenants).
+  returned: state is info
+  type: list
+  elements: str
+  sample: [seats]
+tier:
+  description: Product tier served by C(/license).
+  returned: state is info
+  type: str
+expires_at:
+  description: Expiry served by C(/license).
+  returned: state is info
+  type: str
+expires_in_days:
+  description: Days until expiry (negative when past).
+  returned: state is info
+  type: float
+license_id:
+  description: License id served by C(/license).
+  returned: state is info
+  type: str
+claims:
+  description: The decoded claims of the blob checked or applied (never the blob itself).
+  returned: state is validate, present or rollback
+  type: dict
+  sample: {license_id: lic-002, customer: Acme, tier: enterprise, seat_count: 50, tenant_count: 10,
+           issued_at: "2026-11-01T00:00:00Z", expires_at: "2027-11-01T00:00:00Z", issuer_key_id: 3f1c0a9e5b7d2c44}
+fingerprint:
+  description: First 12 hex digits of the SHA-256 of the blob checked or applied; safe to show.
+  returned: state is validate, present or rollback
+  type: str
+detail:
+  description: Why the blob is invalid, in words.
+  returned: state is validate
+  type: str
+downgrade:
+  description: Why the blob is a downgrade (fewer seats or tenants than in use); empty when it is not.
+  returned: state is validate or present
+  type: list
+  elements: str
+previous_claims:
+  description: Claims of the blob that was in the Secret before (null when there was none or it is unreadable).
+  returned: state is present or rollback
+  type: dict
+previous_fingerprint:
+  description: Fingerprint of the blob that was in the Secret before.
+  returned: state is present or rollback
+  type: str
+changes:
+  description: "The claims that differ, each as C({claim: {before: old, after: new}})."
+  returned: state is present or rollback
+  type: dict
+secret_resource_version:
+  description: resourceVersion of the license Secret after the run.
+  returned: state is present or rollback
+  type: str
+restarted:
+  description: Whether the Deployment's restart annotation was patched.
+  returned: state is present or rollback
+  type: bool
+rollout:
+  description: The rollout's final status line.
+  returned: when restarted
+  type: str
+ready:
+  description: Whether C(/ready) answered 200 after the restart.
+  returned: when restarted and the blob put in place is valid
+  type: bool
+license:
+  description: The C(/license) answer after the run (after the restart when there was one).
+  returned: state is present or rollback and base_url is set
+  type: dict
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.alexandria.ee.plugins.module_utils import license_codec as lc
+from ansible_collections.alexandria.ee.plugins.module_utils import license_logic as ll
+from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiClient, ApiError, api_argument_spec
+from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
+    K8sError, build_api_client, deployment_argument_spec, k8s_auth_argument_spec,
+)
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_workload as kw
+
+
+def argument_spec():
+    spec = k8s_auth_argument_spec()
+    spec.update(deployment_argument_spec())
+    api = api_argument_spec()
+    api.pop("validate_certs")  # one validate_certs for both APIs (the Kubernetes one's spec is kept)
+    api["base_url"] = dict(api["base_url"], required=False)
+    spec.update(api)
+    spec.update(
+        state=dict(type="str", default="info", choices=["info", "validate", "present", "rollback"]),
+        blob=dict(type="str", no_log=True),
+        blob_file=dict(type="path"),
+        issuer_public_key=dict(type="str", no_log=False),
+        force=dict(type="bool", default=False),
+        restart=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=300),
+        license_secret=dict(type="str", no_log=False),
+        license_secret_key=dict(type="str", default=kw.DEFAULT_LICENSE_KEY, no_log=False),
+        backup_secret_key=dict(type="str", default="license.blob.previous", no_log=False),
+        rollback_from=dict(type="str"),
+        deployment=dict(type="str"),
+    )
+    return spec
+
+
+class Runner:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self._api = None
+        self._workload = None
+        self.secret_name = kw.license_secret_name(self.p["release"], self.p["license_secret"])
+
+    # -- connections -------------------------------------------------------------------------------
+    def api(self):
+        if self._api is None:
+            if not self.p["base_url"]:
+                self.fail("base_url is required for state=%s" % self.p["state"])
+            verify = True if self.p["validate_certs"] is None else self.p["validate_certs"]
+            self._api = ApiClient(self.p["base_url"], verify, self.p["ca_path"], self.p["timeout"])
+        return self._api
+
+    def workload(self):
+        if self._workload is None:
+            self._workload = kw.Workload(build_api_client(self.p), self.p["namespace"])
+        return self._workload
+
+    def fail(self, msg, **extra):
+        self.module.fail_json(msg=msg, **extra)
+
+    def secret(self, value):
+        """Register a secret read from a file or a Secret so Ansible masks it in any output."""
+        if value:
+            self.module.no_log_values.add(value)
+            self.module.no_log_values.add(value.strip())
+        return value
+
+    def public_key(self):
+        if not self.p["issuer_public_key"]:
+            self.fail("issuer_public_key is required for state=%s" % self.p["state"])
+        try:
+            return lc.load_public_key(self.p["issuer_public_key"])
+        except ValueError as exc:
+            self.fail(str(exc))
+
+    def license_doc(self):
+        return self.api().call_json("GET", "/license", auth=False)
+
+    def given_blob(self):
+        if self.p["blob"] is not None:
+            return self.p["blob"]
+        if self.p["blob_file"]:
+            try:
+                with open(self.p["blob_file"], "r", encoding="utf-8") as handle:
+                    return self.secret(handle.read())
+            except (OSError, UnicodeDecodeError) as exc:
+                self.fail("cannot read blob_file %s: %s" % (self.p["blob_file"], exc.__class__.__name__))
+        return None
+
+    def read_secret(self):
+        secret = self.workload().read_secret(self.secret_name)
+        current = self.secret(kw.secret_value(secret, self.p["license_secret_key"]))
+        backup = self.secret(kw.secret_value(secret, self.p["backup_secret_key"]))
+        return secret, current, backup
+
+    # -- states ------------------------------------------------------------------------------------
+    def info(self):
+        status = ll.quota_status(self.license_doc())
+        return dict(changed=False, **status)
+
+    def validate(self):
+        key = self.public_key()
+        blob = self.given_blob()
+        source = "argument"
+        if blob is None:
+            _secret, blob, _backup = self.read_secret()
+            source = "secret %s/%s key %s" % (self.p["namespace"], self.secret_name, self.p["license_secret_key"])
+        check = ll.validate_blob(blob, key)
+        result = dict(changed=False, source=source, downgrade=[], **check)
+        if self.p["base_url"] and check["claims"]:
+            status = ll.quota_status(self.license_doc())
+            result["downgrade"] = ll.downgrade_problems(check["claims"], status["current_seats"],
+                                                        status["current_tenants"])
+        return result
+
+    def present(self):
+        key = self.public_key()
+        blob = self.given_blob()
+        if blob is None:
+            self.fail("state=present needs blob or blob_file")
+        check = ll.validate_blob(blob, key)
+        if not check["valid"]:
+            self.fail("refusing to apply the license blob (fingerprint %s): %s: %s" % (
+                check["fingerprint"], check["reason"], check["detail"]),
+                reason=check["reason"], claims=check["claims"], fingerprint=check["fingerprint"])
+        claims = check["claims"]
+        status = ll.quota_status(self.license_doc())
+        downgrade = ll.downgrade_problems(claims, status["current_seats"], status["current_tenants"])
+        warnings = []
+        if downgrade and not self.p["force"]:
+            self.fail("refusing a downgrade (use force=true to apply anyway): %s" % "; ".join(downgrade),
+                      downgrade=downgrade, claims=claims, fingerprint=check["fingerprint"])
+        if downgrade:
+            warnings.append("applying a downgrade because force=true: %s" % "; ".join(downgrade))
+        secret, current, _backup = self.read_secret()
+        previous = self.describe(current, key)
+        if previous["claims"] and ll.tier_downgrade(previous["claims"], claims):
+            warnings.append("tier goes down from %s to %s" % (previous["claims"]["tier"], claims["tier"]))
+        changed = current is None or current.strip() != blob.strip()
+        values = {self.p["license_secret_key"]: blob.strip()}
+        if current is not None and current.strip() and self.p["backup_secret_key"]:
+            values[self.p["backup_secret_key"]] = current.strip()
+        result = self.write(secret, values, changed, previous, claims, check["fingerprint"])
+        result.update(downgrade=downgrade, valid=True, reason=None)
+        restart_needed = changed
+        if self.p["restart"] and not changed and not self.module.check_mode:
+            restart_needed = bool(ll.served_mismatch(claims, status_doc_from(status)))
+        self.finish(result, restart_needed, wait_ready=True)
+        for warning in warnings:
+            self.module.warn(warning)
+        return result
+
+    def rollback(self):
+        key = None
+        if self.p["issuer_public_key"]:
+            key = self.public_key()
+        secret, current, backup = self.read_secret()
+        if not backup:
+            self.fail("no previous blob under key %s of Secret %s/%s: nothing to roll back to" % (
+                self.p["backup_secret_key"], self.p["namespace"], self.secret_name))
+        target = self.describe(backup, key)
+        previous = self.describe(current, key)
+        current_fp = previous["fingerprint"]
+        if self.p["rollback_from"] and current_fp != self.p["rollback_from"]:
+            changed = False
+            note = "the Secret holds blob %s, not %s: nothing rolled back" % (current_fp, self.p["rollback_from"])
+        else:
+            changed = current is None or current.strip() != backup.strip()
+            note = None
+        values = {self.p["license_secret_key"]: backup.strip()}
+        result = self.write(secret, values, changed, previous, target["claims"], target["fingerprint"])
+        result.update(valid=target["valid"], reason=target["reason"])
+        if note:
+            result["msg"] = note
+        self.finish(result, changed, wait_ready=bool(target["valid"]))
+        if key is not None and not target["valid"]:
+            self.module.warn("the restored blob is not valid (%s): the API will not serve until a valid one is applied"
+                             % target["reason"])
+        return result
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def describe(self, blob, key):
+        """Claims, fingerprint and validity of a stored blob (None-safe, nothing raised)."""
+        if not blob or not blob.strip():
+            return dict(claims=None, fingerprint=None, valid=False, reason="missing")
+        if key is not None:
+            check = ll.validate_blob(blob, key)
+            return dict(claims=check["claims"], fingerprint=check["fingerprint"], valid=check["valid"],
+                        reason=check["reason"])
+        try:
+            claims = ll.public_claims(lc.parse_license(blob)[0])
+        except lc.LicenseInvalid as exc:
+            return dict(claims=None, fingerprint=lc.blob_fingerprint(blob), valid=None, reason=exc.reason)
+        return dict(claims=claims, fingerprint=lc.blob_fingerprint(blob), valid=None, reason=None)
+
+    def write(self, secret, values, changed, previous, claims, fingerprint):
+        result = dict(
+            changed=changed, claims=claims, fingerprint=fingerprint,
+            previous_claims=previous["claims"], previous_fingerprint=previous["fingerprint"],
+            changes=ll.claim_diff(previous["claims"], claims) if changed else {},
+            restarted=False,
+            secret_resource_version=((secret or {}).get("metadata") or {}).get("resourceVersion"),
+        )
+        if self.module._diff:
+            where = "%s/%s[%s]" % (self.p["namespace"], self.secret_name, self.p["license_secret_key"])
+            result["diff"] = dict(
+                before_header=where, after_header=where,
+                before=dict(fingerprint=previous["fingerprint"], claims=previous["claims"]) if changed else {},
+                after=dict(fingerprint=fingerprint, claims=claims) if changed else {},
+            )
+        if changed and not self.module.check_mode:
+            stored = self.workload().write_secret_values(self.secret_name, values, secret)
+            result["secret_resource_version"] = (stored.get("metadata") or {}).get("resourceVersion")
+        return result
+
+    def finish(self, result, restart_needed, wait_ready):
+        if not (self.p["restart"] and restart_needed) or self.module.check_mode:
+            if self.p["base_url"] and not self.module.check_mode:
+                result["license"] = self.license_doc()
+            return
+        name = kw.deployment_name(self.p["release"], self.p["deployment"])
+        try:
+            self.workload().restart_deployment(name)
+            result["restarted"] = True
+            result["changed"] = True
+            _deployment, result["rollout"] = self.workload().wait_rollout(name, self.p["wait_timeout"])
+            if wait_ready:
+                self.wait_ready(result)
+            result["license"] = self.license_doc()
+        except (K8sError, ApiError) as exc:
+            # The Secret is written: say so, so a playbook can roll back.
+            self.fail("the license Secret was written but the restart did not complete: %s" % exc, **result)
+
+    def wait_ready(self, result):
+        deadline = time.monotonic() + self.p["wait_timeout"]
+        while True:
+            try:
+                resp = self.api().request("GET", "/ready")
+                last = "HTTP %s %s" % (resp.status, (resp.json or {}).get("reason") or "")
+                if resp.status == 200:
+                    result["ready"] = True
+                    return
+            except ApiError as exc:
+                last = str(exc)
+            if time.monotonic() >= deadline:
+                raise ApiError("/ready did not answer 200 within %ss after the restart (last: %s)" % (
+                    self.p["wait_timeout"], last.strip()))
+            time.sleep(1.0)
+
+
+def status_doc_from(status):
+    """The /license fields back from a quota_status() result."""
+    return dict((k, status.get(k)) for k in ll.LICENSE_KEYS)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("blob", "blob_file")],
+        required_if=[("state", "info", ("base_url",)), ("state", "present", ("base_url",))],
+        supports_check_mode=True,
+    )
+    if not lc.HAS_CRYPTOGRAPHY:
+        module.fail_json(msg=missing_required_lib("cryptography"), exception=lc.CRYPTOGRAPHY_IMPORT_ERROR)
+    runner = Runner(module)
+    try:
+        result = getattr(runner, module.params["state"])()
+    except (ApiError, K8sError, ll.QuotaError) as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
