@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import re
 import time
 import traceback
 
@@ -58,7 +59,8 @@ def describe_transport_error(exc):
     name = exc.__class__.__name__
     text = str(exc)
     if "SSLError" in name or "CERTIFICATE" in text.upper():
-        return "TLS failure: %s" % name
+        detail = re.search(r"(certificate verify failed: [^(')\]]*|\[SSL: [A-Z0-9_]+\][^(')]*)", text)
+        return "TLS failure: %s" % (detail.group(1).strip().rstrip(" ,") if detail else name)
     if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text \
             or "Temporary failure in name resolution" in text:
         return "DNS failure: the host name does not resolve"
@@ -66,6 +68,8 @@ def describe_transport_error(exc):
         return "timed out"
     if "refused" in text:
         return "connection refused"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "the server closed the connection without answering (plain HTTP to a TLS port?)"
     return "connection failed (%s)" % name
 
 

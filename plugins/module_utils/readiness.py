@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Probing /ready and /license (docs/contract.md section 2, runbook Scenario 1 step 1 and verification).
+
+Every outcome is data: an HTTP answer of any kind, or a transport failure in words. Nothing here raises for
+what the server does.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiError
+
+MAX_REASON_CHARS = 300
+
+
+def _snippet(text):
+    text = " ".join((text or "").split())
+    if len(text) > MAX_REASON_CHARS:
+        return text[:MAX_REASON_CHARS] + "..."
+    return text
+
+
+def _ready_reason(resp):
+    """(ready, reason, checks) of one /ready answer."""
+    body = resp.json
+    if resp.status == 200:
+        if isinstance(body, dict) and body.get("status") == "ready":
+            return True, None, body.get("checks")
+        if isinstance(body, dict):
+            return False, "HTTP 200 but status is %r, not 'ready'" % (body.get("status"),), body.get("checks")
+        return False, "HTTP 200 but the body is not the API's JSON: %s" % (_snippet(resp.body) or "(empty)"), None
+    if isinstance(body, dict):
+        reason = body.get("reason") or body.get("error")
+        checks = body.get("checks") if isinstance(body.get("checks"), dict) else None
+        if not reason and checks:
+            failing = ["%s: %s" % (k, v) for k, v in sorted(checks.items()) if v != "ok"]
+            reason = "; ".join(failing)
+        return False, str(reason) if reason else "HTTP %s: %s" % (resp.status, _snippet(resp.body)), checks
+    if 300 <= resp.status < 400:
+        return False, "HTTP %s redirect: point base_url at the API itself" % resp.status, None
+    return False, "HTTP %s, body not JSON: %s" % (resp.status, _snippet(resp.body) or "(empty)"), None
+
+
+def probe_ready(client):
+    """One GET /ready: {ready, status, reason, latency_ms, checks}."""
+    start = time.monotonic()
+    try:
+        resp = client.request("GET", "/ready")
+    except ApiError as exc:
+        return dict(ready=False, status=exc.status, reason=str(exc), checks=None,
+                    latency_ms=round((time.monotonic() - start) * 1000.0, 1), transport_error=exc.status is None)
+    ready, reason, checks = _ready_reason(resp)
+    return dict(ready=ready, status=resp.status, reason=reason, checks=checks, latency_ms=resp.elapsed_ms,
+                transport_error=False)
+
+
+def probe_license(client):
+    """One GET /license: {valid_json, status, body, error}. body is the decoded JSON object, or None."""
+    try:
+        resp = client.request("GET", "/license")
+    except ApiError as exc:
+        return dict(valid_json=False, status=exc.status, body=None, error=str(exc))
+    if isinstance(resp.json, dict):
+        error = None if resp.status == 200 else "HTTP %s" % resp.status
+        return dict(valid_json=resp.status == 200, status=resp.status, body=resp.json, error=error)
+    return dict(valid_json=False, status=resp.status, body=None,
+                error="HTTP %s, body is not a JSON object: %s" % (resp.status, _snippet(resp.body) or "(empty)"))
+
+
+def probe(client, retries=0, retry_delay=1.0, backoff=2.0, sleep=time.sleep):
+    """/ready then /license; transport failures of /ready are retried `retries` times with backoff."""
+    attempts = 0
+    delay = retry_delay
+    while True:
+        attempts += 1
+        ready = probe_ready(client)
+        if not ready["transport_error"] or attempts > retries:
+            break
+        sleep(delay)
+        delay *= backoff
+    if ready["transport_error"]:
+        lic = dict(valid_json=False, status=None, body=None, error="not probed: %s" % ready["reason"])
+    else:
+        lic = probe_license(client)
+    return dict(ready=ready["ready"], status=ready["status"], reason=ready["reason"], checks=ready["checks"],
+                latency_ms=ready["latency_ms"], license=lic, attempts=attempts)
+
+
+def wait_until_ready(client, timeout, sleep_seconds=2.0, retries=0, retry_delay=1.0, clock=time.monotonic,
+                     sleep=time.sleep):
+    """Probe until /ready is 200 and /license is valid JSON, or `timeout` seconds pass.
+
+    Returns the last probe with `waited_s` (seconds spent) and `probes` (how many probes it took).
+    """
+    start = clock()
+    probes = 0
+    while True:
+        probes += 1
+        result = probe(client, retries=retries, retry_delay=retry_delay, sleep=sleep)
+        done = result["ready"] and result["license"]["valid_json"]
+        remaining = timeout - (clock() - start)
+        if done or remaining <= 0:
+            break
+        sleep(max(0.05, min(sleep_seconds, remaining)))
+    result.update(waited_s=round(clock() - start, 2), probes=probes)
+    return result

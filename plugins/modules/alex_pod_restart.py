@@ -1,0 +1,201 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: alex_pod_restart
+short_description: Restart the Alexandria EE release's pods and wait for ready replacements
+version_added: 0.1.0
+description:
+  - The remediation of runbook Scenario 1 for a crash-looping or hung orchestrator. Deletes the release's pods
+    (those matching C(app.kubernetes.io/instance=<release>), or the ones named in O(pods)) and waits until as
+    many replacement pods, created by the Deployment, are C(Running) with every container ready and the
+    deleted pods are gone.
+  - Only pods of the release can be deleted; naming any other pod fails before anything is deleted.
+  - In check mode it lists the pods it would delete and deletes nothing.
+author:
+  - alexandria.ee contributors
+extends_documentation_fragment:
+  - alexandria.ee.attributes
+  - alexandria.ee.k8s_auth
+  - alexandria.ee.k8s_auth.DEPLOYMENT
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports the pods it would delete in RV(deleted), with RV(changed=true).
+  diff_mode:
+    support: none
+options:
+  pods:
+    description:
+      - Names of the pods to delete. Default - every pod of the release.
+    type: list
+    elements: str
+  wait:
+    description:
+      - Wait for ready replacements; fail when they are not ready within O(wait_timeout).
+    type: bool
+    default: true
+  wait_timeout:
+    description:
+      - Seconds to wait for the replacements.
+    type: float
+    default: 180
+  wait_sleep:
+    description:
+      - Seconds between two looks at the pods while waiting.
+    type: float
+    default: 1
+  grace_period:
+    description:
+      - C(gracePeriodSeconds) of the deletion; default - the pod's own C(terminationGracePeriodSeconds).
+    type: int
+  request_timeout:
+    description:
+      - Seconds each Kubernetes API request may take.
+    type: float
+    default: 10
+requirements:
+  - kubernetes (the official Python client)
+notes:
+  - RBAC needed in the namespace - C(list) and C(delete) pods.
+  - The same as C(kubectl delete pod -l app.kubernetes.io/instance=<release>) followed by
+    C(kubectl wait --for=condition=Ready) on the new pods.
+seealso:
+  - module: alexandria.ee.alex_triage
+'''
+
+EXAMPLES = r'''
+- name: Restart the pod whose orchestrator is crash-looping
+  alexandria.ee.alex_pod_restart:
+    namespace: alexandria
+    release: alexandria-ee
+    pods: ["{{ triage.pods[0].name }}"]
+    wait_timeout: 180
+'''
+
+RETURN = r'''
+deleted:
+  description: The pods deleted (in check mode, the pods that would be deleted).
+  returned: success
+  type: list
+  elements: str
+  sample: ["alexandria-ee-6c9d7f-abcde"]
+replacements:
+  description: The release's pods that were not deleted and are ready, after waiting.
+  returned: when O(wait=true) and not in check mode
+  type: list
+  elements: str
+  sample: ["alexandria-ee-6c9d7f-xkq2p"]
+pods:
+  description: The release's pods at the end - name, phase, ready.
+  returned: success
+  type: list
+  elements: dict
+waited_s:
+  description: Seconds spent waiting for the replacements.
+  returned: when O(wait=true) and not in check mode
+  type: float
+  sample: 4.2
+k8s_requests:
+  description: How many Kubernetes API requests were made.
+  returned: always
+  type: int
+  sample: 5
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
+    KUBERNETES_IMPORT_ERROR,
+    K8sError,
+    build_api_client,
+    deployment_argument_spec,
+    k8s_auth_argument_spec,
+)
+from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, pod_is_ready
+
+
+def _name(pod):
+    return (pod.get("metadata") or {}).get("name")
+
+
+def _brief(pods):
+    return [dict(name=_name(p), phase=(p.get("status") or {}).get("phase"), ready=pod_is_ready(p),
+                 deleting=bool((p.get("metadata") or {}).get("deletionTimestamp"))) for p in pods]
+
+
+def main():
+    argument_spec = k8s_auth_argument_spec()
+    argument_spec.update(deployment_argument_spec())
+    argument_spec.update(
+        pods=dict(type="list", elements="str"),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="float", default=180.0),
+        wait_sleep=dict(type="float", default=1.0),
+        grace_period=dict(type="int"),
+        request_timeout=dict(type="float", default=10.0),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    for name in ("namespace", "release"):
+        if not params[name]:
+            module.fail_json(msg="%s must not be empty" % name)
+    for name in ("wait_timeout", "wait_sleep", "request_timeout"):
+        if params[name] <= 0:
+            module.fail_json(msg="%s must be greater than 0" % name)
+    if params["grace_period"] is not None and params["grace_period"] < 0:
+        module.fail_json(msg="grace_period must not be negative")
+    if params["pods"] is not None and not params["pods"]:
+        module.fail_json(msg="pods is an empty list: name at least one pod, or leave it out for all the release's pods")
+
+    service = None
+    try:
+        service = ReleaseService(build_api_client(params), params["namespace"], params["release"],
+                                 request_timeout=params["request_timeout"])
+        pods = service.require_pods()
+        names = [_name(p) for p in pods]
+        if params["pods"]:
+            strangers = sorted(set(params["pods"]) - set(names))
+            if strangers:
+                module.fail_json(msg="not pods of release %s in namespace %s (%s): %s" % (
+                    params["release"], params["namespace"], service.selector, ", ".join(strangers)),
+                    release_pods=names, k8s_requests=service.requests)
+            targets = [n for n in names if n in params["pods"]]
+        else:
+            targets = names
+        if module.check_mode:
+            module.exit_json(changed=True, deleted=targets, pods=_brief(pods), k8s_requests=service.requests)
+        deleted = [n for n in targets if service.delete_pod(n, params["grace_period"])]
+        result = dict(changed=bool(deleted), deleted=deleted)
+        if params["wait"]:
+            start = time.monotonic()
+            done, pods = service.wait_for_replacements(targets, names, len(targets), params["wait_timeout"],
+                                                       params["wait_sleep"])
+            result.update(waited_s=round(time.monotonic() - start, 2), pods=_brief(pods),
+                          replacements=[_name(p) for p in pods if _name(p) not in names and pod_is_ready(p)],
+                          k8s_requests=service.requests)
+            if not done:
+                module.fail_json(msg="deleted %s; no ready replacement within %ss: %s" % (
+                    ", ".join(deleted) or "nothing", params["wait_timeout"],
+                    "; ".join("%s %s ready=%s" % (p["name"], p["phase"], p["ready"]) for p in result["pods"])
+                    or "no pods"), **result)
+        else:
+            result.update(pods=_brief(service.list_pods()), k8s_requests=service.requests)
+        module.exit_json(**result)
+    except K8sError as exc:
+        extra = dict(exception=KUBERNETES_IMPORT_ERROR) if KUBERNETES_IMPORT_ERROR else {}
+        module.fail_json(msg=str(exc), k8s_requests=service.requests if service else 0, **extra)
+
+
+if __name__ == "__main__":
+    main()

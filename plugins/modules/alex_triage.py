@@ -1,0 +1,247 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: alex_triage
+short_description: Name why the Alexandria EE API is not serving, with the evidence
+version_added: 0.1.0
+description:
+  - Runbook Scenario 1 pre-checks and steps 2 to 4 through the Kubernetes API with the official Python client
+    (no C(kubectl) needed). For the release's pods (C(app.kubernetes.io/instance=<release>)) it reads the phase,
+    the container states, C(restartCount), C(lastState.terminated) (reason, exit code), the memory limits; the
+    namespace's events sorted by C(lastTimestamp) (the last 20 about the release); the tail of each container's
+    current log and, for a container that restarted, of its previous log; and whether the license Secret and
+    its key exist (never its value).
+  - >-
+    It classifies with the runbook's logic and returns RV(causes), ordered by confidence. Codes -
+    C(orchestrator_socket_missing) (api log C(orchestrator.sock: no such file or directory), orchestrator
+    crash-looping), C(orchestrator_deadline_exceeded) (api log C(context deadline exceeded), orchestrator hung),
+    C(license_blob_invalid) (api log C(license blob invalid)), C(license_signature_failed) (api log
+    C(license signature verification failed)), C(license_secret_missing) (the license Secret or its key
+    missing), C(oom_killed) (C(lastState.terminated.reason=OOMKilled), exit code 137, OOM events),
+    C(healthy), C(unknown).
+  - The number of Kubernetes API requests does not depend on the log length - 1 pod list, 1 event list,
+    1 Secret read, 1 log read per container plus 1 per restarted container (C(tailLines) and C(limitBytes)
+    bound each).
+  - Fails with one message naming the problem when the Kubernetes API is unreachable, refuses the credentials,
+    RBAC forbids a read (403), the namespace does not exist or no pod matches the release.
+author:
+  - alexandria.ee contributors
+extends_documentation_fragment:
+  - alexandria.ee.attributes
+  - alexandria.ee.attributes.INFO_MODULE
+  - alexandria.ee.k8s_auth
+  - alexandria.ee.k8s_auth.DEPLOYMENT
+options:
+  license_secret:
+    description:
+      - Name of the license Secret. Defaults to C(<release>-license).
+    type: str
+  license_secret_key:
+    description:
+      - Key of the license blob in the license Secret.
+    type: str
+    default: license.blob
+  tail_lines:
+    description:
+      - Lines to read from the end of each log (C(kubectl logs --tail)).
+    type: int
+    default: 50
+  limit_bytes:
+    description:
+      - Upper bound of bytes read per log, whatever the line lengths.
+    type: int
+    default: 65536
+  request_timeout:
+    description:
+      - Seconds each Kubernetes API request may take.
+    type: float
+    default: 10
+  probe:
+    description:
+      - The result of M(alexandria.ee.alex_ready) (its RV(alexandria.ee.alex_ready#module:ready),
+        RV(alexandria.ee.alex_ready#module:status) and RV(alexandria.ee.alex_ready#module:reason) are read).
+      - With it, the API's own reason for not serving counts as evidence, and C(healthy) needs C(/ready) to
+        answer 200; without it, C(healthy) means every container of the release is running and ready.
+    type: dict
+requirements:
+  - kubernetes (the official Python client)
+notes:
+  - Only reads. RBAC needed in the namespace - C(list) pods and events, C(get) pods/log and the license Secret.
+    A 403 on the Secret is reported in RV(license_secret) instead of failing.
+seealso:
+  - module: alexandria.ee.alex_ready
+  - module: alexandria.ee.alex_pod_restart
+'''
+
+EXAMPLES = r'''
+- name: Probe the API
+  alexandria.ee.alex_ready:
+    base_url: http://localhost:8080
+  register: probe
+
+- name: Name the cause
+  alexandria.ee.alex_triage:
+    kubeconfig: ~/.kube/config
+    namespace: alexandria
+    release: alexandria-ee
+    probe: "{{ probe }}"
+  register: triage
+
+- name: Show the most likely cause and its evidence
+  ansible.builtin.debug:
+    msg: "{{ triage.causes[0].code }}: {{ triage.causes[0].evidence }} -> {{ triage.causes[0].next_step }}"
+'''
+
+RETURN = r'''
+causes:
+  description:
+    - The causes, most likely first. Exactly one element, C(healthy) or C(unknown), when none of the runbook's
+      causes matches.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    code:
+      description: One of C(orchestrator_socket_missing), C(orchestrator_deadline_exceeded),
+        C(license_blob_invalid), C(license_signature_failed), C(license_secret_missing), C(oom_killed),
+        C(healthy), C(unknown).
+      type: str
+      sample: oom_killed
+    container:
+      description: The container at fault (C(api) or C(orchestrator)), or null for C(healthy) and C(unknown).
+      type: str
+      sample: orchestrator
+    evidence:
+      description:
+        - What the decision rests on, each prefixed with where it was read - exact log lines (C(pod P container
+          api log (current)) followed by the line as logged), container states, events, the probe's reason,
+          the Secret's absence.
+      type: list
+      elements: str
+      sample:
+        - "pod alexandria-ee-5d8f-x2x container orchestrator lastState.terminated: reason=OOMKilled exitCode=137
+          finishedAt=2026-11-27T09:52:00Z restartCount=4"
+    next_step:
+      description: The runbook step and the playbook (with the variable to set) that handles it.
+      type: str
+    confidence:
+      description: 0-100, how strongly the evidence points at this cause; the list is sorted by it.
+      type: int
+      sample: 95
+    memory_limit:
+      description: For C(oom_killed), the container's current memory limit (null when none is set).
+      type: str
+      sample: 256Mi
+    proposed_memory_limit:
+      description: For C(oom_killed), twice the current limit (null when none is set).
+      type: str
+      sample: 512Mi
+pods:
+  description: Per pod - name, phase, node, deleting, ready, and per container name, ready, restart_count, state,
+    state_reason, last_terminated (reason, exit_code, finished_at), memory_limit.
+  returned: success
+  type: list
+  elements: dict
+events:
+  description: The last 20 events about the release's pods and objects, sorted by C(lastTimestamp) (oldest first).
+  returned: success
+  type: list
+  elements: dict
+logs:
+  description: >-
+    The log tails read - C({pod: {container: {current, previous}}}), null where there was none.
+  returned: success
+  type: dict
+license_secret:
+  description: The license Secret - C(name), C(key), C(exists) and C(key_present) (null when unknown), C(error).
+  returned: success
+  type: dict
+  sample: {"name": "alexandria-ee-license", "key": "license.blob", "exists": true, "key_present": true,
+           "error": null}
+k8s_requests:
+  description: How many Kubernetes API requests the triage made.
+  returned: always
+  type: int
+  sample: 6
+selector:
+  description: The label selector of the release's pods.
+  returned: always
+  type: str
+  sample: app.kubernetes.io/instance=alexandria-ee
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
+    KUBERNETES_IMPORT_ERROR,
+    K8sError,
+    build_api_client,
+    deployment_argument_spec,
+    k8s_auth_argument_spec,
+)
+from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, selector_for
+from ansible_collections.alexandria.ee.plugins.module_utils import triage
+
+
+def main():
+    argument_spec = k8s_auth_argument_spec()
+    argument_spec.update(deployment_argument_spec())
+    argument_spec.update(
+        license_secret=dict(type="str"),
+        license_secret_key=dict(type="str", default="license.blob", no_log=False),
+        tail_lines=dict(type="int", default=50),
+        limit_bytes=dict(type="int", default=65536),
+        request_timeout=dict(type="float", default=10.0),
+        probe=dict(type="dict"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    for name in ("namespace", "release"):
+        if not params[name]:
+            module.fail_json(msg="%s must not be empty" % name)
+    if not 1 <= params["tail_lines"] <= 10000:
+        module.fail_json(msg="tail_lines must be between 1 and 10000")
+    if not 1024 <= params["limit_bytes"] <= 16 * 1024 * 1024:
+        module.fail_json(msg="limit_bytes must be between 1024 and 16777216")
+    if params["request_timeout"] <= 0:
+        module.fail_json(msg="request_timeout must be greater than 0")
+    license_secret = params["license_secret"] or "%s-license" % params["release"]
+    selector = selector_for(params["release"])
+    service = None
+    try:
+        service = ReleaseService(build_api_client(params), params["namespace"], params["release"],
+                                 request_timeout=params["request_timeout"])
+        gathered = service.gather(license_secret, params["license_secret_key"], params["tail_lines"],
+                                  params["limit_bytes"])
+    except K8sError as exc:
+        extra = dict(exception=KUBERNETES_IMPORT_ERROR) if KUBERNETES_IMPORT_ERROR else {}
+        module.fail_json(msg=str(exc), k8s_requests=service.requests if service else 0, selector=selector, **extra)
+    probe = params["probe"]
+    if probe is not None:
+        probe = dict(ready=bool(probe.get("ready")), status=probe.get("status"), reason=probe.get("reason"))
+    try:
+        decided = triage.classify(gathered["pods"], gathered["events"], gathered["logs"],
+                                  gathered["license_secret"], probe=probe, release=params["release"])
+        for cause in decided["causes"]:
+            if cause["code"] == "oom_killed":
+                cause["proposed_memory_limit"] = triage.propose_memory_limit(cause.get("memory_limit"))
+    except ValueError as exc:
+        module.fail_json(msg="cannot classify: %s" % exc, k8s_requests=service.requests, selector=selector)
+    if gathered["license_secret"]["error"]:
+        module.warn(gathered["license_secret"]["error"])
+    module.exit_json(changed=False, causes=decided["causes"], pods=decided["pods"], events=decided["events"],
+                     logs=gathered["logs"], license_secret=gathered["license_secret"],
+                     k8s_requests=service.requests, selector=selector, namespace=params["namespace"],
+                     release=params["release"])
+
+
+if __name__ == "__main__":
+    main()
