@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the audit modules share: options, credentials (options or the release's Secret), errors.
+
+The DSN and the HMAC key come from the module options (no_log) or, when absent, from the
+release's main Secret (keys database-dsn and audit-hmac-key, docs/contract.md section 1),
+read with the kubernetes client. Whatever is read is added to module.no_log_values before
+anything else happens, so no result, warning or error can carry it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_client
+from ansible_collections.alexandria.ee.plugins.module_utils import pg
+
+try:
+    import psycopg2
+except ImportError:  # pg.connect reports it
+    psycopg2 = None
+
+
+def audit_argument_spec():
+    spec = pg.postgres_argument_spec()
+    spec.update(k8s_client.k8s_auth_argument_spec())
+    spec.update(k8s_client.deployment_argument_spec())
+    spec.update(
+        hmac_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_AUDIT_HMAC_KEY"])),
+        secret_name=dict(type="str"),
+        dsn_secret_key=dict(type="str", default="database-dsn", no_log=False),
+        hmac_secret_key=dict(type="str", default="audit-hmac-key", no_log=False),
+        schema=dict(type="str", default="public"),
+        table=dict(type="str", default="audit_logs"),
+        anchor_table=dict(type="str", default="audit_chain_anchors"),
+        quarantine_table=dict(type="str", default="audit_quarantine"),
+        workers=dict(type="int"),
+    )
+    return spec
+
+
+class Credentials:
+    """Where to connect and the HMAC key (bytes); secrets holds every value to mask."""
+
+    def __init__(self, dsn, kwargs, key, secrets, source):
+        self.dsn = dsn
+        self.kwargs = kwargs
+        self.key = key
+        self.secrets = secrets
+        self.source = source
+
+    def connect(self):
+        return pg.connect(self.dsn, self.kwargs, self.secrets, application_name="alexandria.ee audit")
+
+
+def _read_secret(params, names):
+    """{key: bytes} of the release's main Secret for the wanted keys; K8sError otherwise."""
+    api = k8s_client.build_api_client(params)
+    import kubernetes  # present: build_api_client checked
+    name = params.get("secret_name") or params["release"]
+    what = "reading Secret %s/%s" % (params["namespace"], name)
+    try:
+        secret = kubernetes.client.CoreV1Api(api).read_namespaced_secret(name, params["namespace"])
+    except k8s_client.ApiException as exc:
+        raise k8s_client.K8sError(k8s_client.describe_api_error(exc, what))
+    except k8s_client.transport_errors() as exc:
+        raise k8s_client.K8sError(k8s_client.describe_api_error(exc, what))
+    data = secret.data or {}
+    values = {}
+    for key in names:
+        if key not in data:
+            raise k8s_client.K8sError("Secret %s/%s has no key %r" % (params["namespace"], name, key))
+        values[key] = base64.b64decode(data[key])
+    return values
+
+
+def resolve_credentials(module):
+    """Credentials from the options, completed from the release's Secret; masks everything found."""
+    params = module.params
+    kwargs = pg.connection_kwargs(params)
+    dsn = params.get("dsn")
+    key = params.get("hmac_key")
+    secrets = set(pg.dsn_secrets(dsn))
+    if params.get("login_password"):
+        secrets.add(params["login_password"])
+    module.no_log_values.update(secrets)
+    wanted = []
+    if not dsn and not kwargs.get("host") and not kwargs.get("dbname"):
+        wanted.append(params["dsn_secret_key"])
+    if key is None:
+        wanted.append(params["hmac_secret_key"])
+    source = "options"
+    if wanted:
+        try:
+            values = _read_secret(params, wanted)
+        except k8s_client.K8sError as exc:
+            module.fail_json(msg="no %s given and the release's Secret cannot be read: %s"
+                             % (" or ".join("dsn" if w == params["dsn_secret_key"] else "hmac_key" for w in wanted),
+                                exc))
+        source = "secret"
+        for name, raw in values.items():
+            text = raw.decode("utf-8", "replace")
+            if name == params["dsn_secret_key"] and params["dsn_secret_key"] in wanted:
+                dsn = text.strip()
+                found = pg.dsn_secrets(dsn)
+                secrets.update(found)
+                module.no_log_values.update(found)
+                secrets.add(text)
+                module.no_log_values.add(text)
+            if name == params["hmac_secret_key"] and key is None:
+                key = raw
+                secrets.add(text)
+                module.no_log_values.add(text)
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    if not key:
+        module.fail_json(msg="the audit HMAC key is empty")
+    return Credentials(dsn, kwargs, key, secrets, source)
+
+
+def tables_from_params(params):
+    return audit_store.AuditTables(params["schema"], params["table"], params["anchor_table"],
+                                   params["quarantine_table"])
+
+
+def workers_from_params(module):
+    workers = module.params.get("workers")
+    if workers is None:
+        return audit_store.default_workers()
+    if workers < 1:
+        module.fail_json(msg="workers must be at least 1")
+    return workers
+
+
+def describe_error(exc, secrets=()):
+    """One masked sentence for any error the audit code can raise."""
+    if isinstance(exc, (audit_store.AuditError, pg.PgError, k8s_client.K8sError)):
+        return pg.mask(str(exc), secrets)
+    if psycopg2 is not None and isinstance(exc, psycopg2.Error):
+        text = (getattr(exc, "pgerror", None) or str(exc)).strip()
+        return pg.mask("PostgreSQL error: %s" % text, secrets)
+    return pg.mask("%s: %s" % (exc.__class__.__name__, exc), secrets)
+
+
+def handled_errors():
+    errors = (audit_store.AuditError, pg.PgError, k8s_client.K8sError, OSError, ValueError)
+    if psycopg2 is not None:
+        errors += (psycopg2.Error,)
+    return errors
+
+
+def scope_words(tenants):
+    """One line per broken tenant: its segments, for people."""
+    lines = []
+    for tenant_id, res in sorted(tenants.items()):
+        if res.get("verified"):
+            continue
+        parts = []
+        for seg in res["segments"]:
+            span = "%d" % seg["first_seq"] if seg["first_seq"] == seg["last_seq"] else \
+                "%d-%d" % (seg["first_seq"], seg["last_seq"])
+            parts.append("%s seq %s (%d %s)" % (seg["kind"], span, seg["rows"],
+                                                "missing" if seg["kind"] == "seq_gap" else "rows"))
+        cause = res.get("probable_cause")
+        lines.append("tenant %r: %s%s" % (tenant_id, ", ".join(parts), "; probable cause %s" % cause if cause else ""))
+    return lines

@@ -1,0 +1,1065 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The database side of the audit chain (docs/contract.md section 4): no Ansible imports.
+
+Verification streams ``COPY (...) TO STDOUT`` (text format) through a file-like sink that
+cuts the lines and feeds audit_chain.TenantScan; no row is ever held in memory beyond the
+one being checked. A tenant's seq range can be cut into chunks that run in several
+processes reading one exported snapshot: each row only needs its own bytes and the
+previous present row's stored row_hmac, so a chunk starts from the row before it.
+
+Export streams ``COPY (...) TO STDOUT WITH (FORMAT csv, HEADER)`` into a file-like sink that
+hashes what it writes. Retirement (plan and apply) moves rows to the quarantine table and
+writes anchors in one transaction that holds the writers' per-tenant lock.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import hashlib
+import hmac
+import multiprocessing
+import multiprocessing.util
+import os
+import time
+
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+
+try:
+    import psycopg2
+    import psycopg2.errors
+    import psycopg2.extensions
+    from psycopg2 import sql
+    HAS_PSYCOPG2 = True
+except ImportError:  # reported by the caller (pg.connect names the missing library)
+    HAS_PSYCOPG2 = False
+
+ROW_COLUMNS = ("tenant_id", "seq", "occurred_at", "actor", "action", "payload", "prev_hmac", "row_hmac")
+ANCHOR_COLUMNS = ac.ANCHOR_FIELDS + ("anchor_hmac",)
+ROW_KINDS = (ac.KIND_HMAC, ac.KIND_LINK)
+# Below this many rows in all, verification stays in one process.
+PARALLEL_MIN_ROWS = 20000
+MIN_CHUNK_ROWS = 10000
+
+
+class AuditError(Exception):
+    """A failure phrased for an operator (never carries a secret)."""
+
+
+class AuditTables:
+    """The three table names of the contract, quoted as identifiers wherever they are used."""
+
+    def __init__(self, schema="public", table="audit_logs", anchor_table="audit_chain_anchors",
+                 quarantine_table="audit_quarantine"):
+        self.schema = schema
+        self.table = table
+        self.anchor_table = anchor_table
+        self.quarantine_table = quarantine_table
+
+    @property
+    def logs(self):
+        return sql.Identifier(self.schema, self.table)
+
+    @property
+    def anchors(self):
+        return sql.Identifier(self.schema, self.anchor_table)
+
+    @property
+    def quarantine(self):
+        return sql.Identifier(self.schema, self.quarantine_table)
+
+    def describe(self):
+        return {"schema": self.schema, "table": self.table, "anchor_table": self.anchor_table,
+                "quarantine_table": self.quarantine_table}
+
+
+def _columns(names=ROW_COLUMNS, prefix=None):
+    if prefix:
+        return sql.SQL(", ").join(sql.Identifier(prefix, c) for c in names)
+    return sql.SQL(", ").join(sql.Identifier(c) for c in names)
+
+
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def rfc3339(value):
+    return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------------
+# COPY plumbing
+
+
+def copy_to(cur, query, params, sink, fmt="text"):
+    """Run COPY (query) TO STDOUT into sink (anything with write(bytes)); params are bound safely."""
+    options = sql.SQL("") if fmt == "text" else sql.SQL(" WITH (FORMAT csv, HEADER true)")
+    statement = sql.SQL("COPY ({}) TO STDOUT{}").format(query, options)
+    text = cur.mogrify(statement, params)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    cur.copy_expert(text, sink)
+
+
+class _LineSink:
+    """Base of the COPY text sinks: psycopg2 writes one row per call; any other split works too."""
+
+    def __init__(self):
+        self._pending = b""
+
+    def write(self, data):
+        if not isinstance(data, bytes):
+            data = data.encode("utf-8")
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            self._pending = data[cut:]
+            data = data[:cut]
+            if not data:
+                return
+        # COPY text escapes every CR and LF inside values, so only row ends remain.
+        self.lines(data.splitlines())
+
+    def lines(self, lines):
+        raise NotImplementedError
+
+    def finish(self):
+        if self._pending:
+            raise AuditError("COPY output ended in the middle of a row")
+
+
+class PadHasher:
+    """HMAC-SHA256 from the key's precomputed inner and outer hashlib states (RFC 2104).
+
+    The same digests as audit_chain.ChainHasher, about a third cheaper per message because
+    only two hashlib states are copied (hmac.HMAC.copy builds a Python object each time).
+    """
+
+    def __init__(self, key):
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in bytearray(key)))
+        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in bytearray(key)))
+
+    def hexdigest(self, message):
+        inner = self.inner.copy()
+        inner.update(message)
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+class ScanSink(_LineSink):
+    """Verifies eight-column COPY text lines of one tenant as they stream (see module docstring).
+
+    The common case (next seq, HMAC right, link right) is counted inline; anything else goes
+    through TenantScan.feed, which owns the classification rules. psycopg2 hands over one row
+    per write call (libpq returns COPY data a row at a time), which write() handles without
+    copying; any other split goes through the line splitter.
+    """
+
+    def __init__(self, key, scan):
+        super(ScanSink, self).__init__()
+        hasher = PadHasher(key)
+        self._inner = hasher.inner
+        self._outer = hasher.outer
+        self.scan = scan
+        self._last_seq = scan.last_seq
+        self._last_hmac = scan.last_row_hmac.encode("ascii")
+        self._fast = 0
+        self.first_seq = None
+
+    def write(self, data):
+        # Fast path: exactly one whole row ending in its newline (several rows would split into
+        # more than eight fields, since COPY escapes every TAB and newline inside values).
+        if self._pending or data[-1:] != b"\n" or self.first_seq is None:
+            return _LineSink.write(self, data)
+        fields = data.split(b"\t")
+        if len(fields) != 8:
+            return _LineSink.write(self, data)
+        tail = fields[7]
+        inner = self._inner.copy()
+        inner.update(data[:len(data) - len(tail) - 1])
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        stored = tail[:-1]
+        seq = int(fields[1])
+        if outer.hexdigest().encode("ascii") == stored and seq == self._last_seq + 1 and fields[6] == self._last_hmac:
+            self._fast += 1
+            self._last_seq = seq
+            self._last_hmac = stored
+        else:
+            self.lines([data[:-1]])
+
+    def lines(self, lines):
+        inner_base = self._inner
+        outer_base = self._outer
+        last_seq = self._last_seq
+        last_hmac = self._last_hmac
+        fast = 0
+        scan = self.scan
+        for line in lines:
+            fields = line.split(b"\t")
+            if len(fields) != 8:
+                raise AuditError("unexpected COPY line with %d fields (the table must have the contract's columns)"
+                                 % len(fields))
+            stored = fields[7]
+            inner = inner_base.copy()
+            inner.update(line[:len(line) - len(stored) - 1])
+            outer = outer_base.copy()
+            outer.update(inner.digest())
+            ok = outer.hexdigest().encode("ascii") == stored
+            seq = int(fields[1])
+            if ok and seq == last_seq + 1 and fields[6] == last_hmac:
+                fast += 1
+            else:
+                scan.last_seq = last_seq
+                scan.last_row_hmac = last_hmac.decode("ascii", "replace")
+                scan.feed(seq, ok, fields[6].decode("ascii", "replace"), stored.decode("ascii", "replace"))
+            last_seq = seq
+            last_hmac = stored
+        self._fast += fast
+        self._last_seq = last_seq
+        self._last_hmac = last_hmac
+        if self.first_seq is None and lines:
+            self.first_seq = int(lines[0].split(b"\t", 2)[1])
+
+    def finish(self):
+        super(ScanSink, self).finish()
+        scan = self.scan
+        scan.rows += self._fast
+        scan.valid_rows += self._fast
+        self._fast = 0
+        scan.last_seq = self._last_seq
+        scan.last_row_hmac = self._last_hmac.decode("ascii", "replace")
+        return scan
+
+
+class HashSink:
+    """Hashes (and optionally writes) what COPY sends; counts bytes. Writes are batched."""
+
+    def __init__(self, fileobj=None, batch=1 << 20):
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+        self.writes = 0
+        self._file = fileobj
+        self._buf = []
+        self._size = 0
+        self._batch = batch
+
+    def write(self, data):
+        if not isinstance(data, bytes):
+            data = data.encode("utf-8")
+        self._buf.append(data)
+        self._size += len(data)
+        self.writes += 1
+        if self._size >= self._batch:
+            self.flush()
+
+    def flush(self):
+        if self._buf:
+            chunk = b"".join(self._buf)
+            self._buf = []
+            self._size = 0
+            self.sha256.update(chunk)
+            self.bytes += len(chunk)
+            if self._file is not None:
+                self._file.write(chunk)
+
+    def hexdigest(self):
+        self.flush()
+        return self.sha256.hexdigest()
+
+
+class LinesDigestSink(_LineSink):
+    """SHA-256 of full COPY text lines each ending in a newline (audit_chain.retired_digest)."""
+
+    def __init__(self):
+        super(LinesDigestSink, self).__init__()
+        self.sha256 = hashlib.sha256()
+        self.count = 0
+
+    def lines(self, lines):
+        for line in lines:
+            self.sha256.update(line)
+            self.sha256.update(b"\n")
+            self.count += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def database_identity(cur):
+    """What names this database: cluster system identifier (when readable), name, server version."""
+    cur.execute("SELECT current_database(), current_setting('server_version_num')::int, "
+                "current_setting('server_version')")
+    name, version_num, version = cur.fetchone()
+    system_identifier = None
+    cur.execute("SAVEPOINT alex_identity")
+    try:
+        cur.execute("SELECT system_identifier::text FROM pg_control_system()")
+        system_identifier = cur.fetchone()[0]
+        cur.execute("RELEASE SAVEPOINT alex_identity")
+    except psycopg2.Error:
+        cur.execute("ROLLBACK TO SAVEPOINT alex_identity")
+    return {"system_identifier": system_identifier, "database": name, "server_version_num": version_num,
+            "server_version": version}
+
+
+def same_database(a, b):
+    """Whether two identities name the same database (system identifier compared when both have it)."""
+    if not a or not b or a.get("database") != b.get("database"):
+        return False
+    if a.get("system_identifier") and b.get("system_identifier"):
+        return a["system_identifier"] == b["system_identifier"]
+    return True
+
+
+def check_tables(cur, tables, need=("logs",)):
+    """AuditError naming any missing table."""
+    missing = []
+    for attr in need:
+        name = {"logs": tables.table, "anchors": tables.anchor_table, "quarantine": tables.quarantine_table}[attr]
+        cur.execute("SELECT to_regclass(%s)", (sql.Identifier(tables.schema, name).as_string(cur),))
+        if cur.fetchone()[0] is None:
+            missing.append("%s.%s" % (tables.schema, name))
+    if missing:
+        raise AuditError("table(s) not found: %s (check the schema/table options)" % ", ".join(missing))
+
+
+def list_tenants(cur, tables):
+    """Every tenant with rows, by a loose index scan on the (tenant_id, seq) primary key."""
+    query = sql.SQL(
+        "WITH RECURSIVE t AS ("
+        " (SELECT tenant_id FROM {logs} ORDER BY tenant_id LIMIT 1)"
+        " UNION ALL"
+        " SELECT (SELECT l.tenant_id FROM {logs} l WHERE l.tenant_id > t.tenant_id ORDER BY l.tenant_id LIMIT 1)"
+        " FROM t WHERE t.tenant_id IS NOT NULL)"
+        " SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL").format(logs=tables.logs)
+    cur.execute(query)
+    return [row[0] for row in cur.fetchall()]
+
+
+def tenant_bounds(cur, tables, tenant_id):
+    cur.execute(sql.SQL("SELECT min(seq), max(seq) FROM {} WHERE tenant_id = %s").format(tables.logs), (tenant_id,))
+    low, high = cur.fetchone()
+    return (low, high) if low is not None else None
+
+
+def load_anchors(cur, tables, tenant_ids=None):
+    """Anchor rows as dicts (ints for the integer fields), optionally for some tenants only."""
+    query = sql.SQL("SELECT {} FROM {}").format(_columns(ANCHOR_COLUMNS), tables.anchors)
+    params = None
+    if tenant_ids is not None:
+        query = query + sql.SQL(" WHERE tenant_id = ANY(%s)")
+        params = (list(tenant_ids),)
+    query = query + sql.SQL(" ORDER BY tenant_id, resume_seq")
+    cur.execute(query, params)
+    anchors = []
+    for row in cur.fetchall():
+        anchor = dict(zip(ANCHOR_COLUMNS, row))
+        for name in ("resume_seq", "retired_first_seq", "retired_last_seq", "retired_rows"):
+            anchor[name] = int(anchor[name])
+        anchors.append(anchor)
+    return anchors
+
+
+def previous_row(cur, tables, tenant_id, seq):
+    """(seq, row_hmac) of the last present row before seq, or (0, GENESIS)."""
+    cur.execute(sql.SQL("SELECT seq, row_hmac FROM {} WHERE tenant_id = %s AND seq < %s "
+                        "ORDER BY seq DESC LIMIT 1").format(tables.logs), (tenant_id, seq))
+    row = cur.fetchone()
+    return (int(row[0]), row[1]) if row else (0, ac.GENESIS)
+
+
+def scan_range(cur, tables, key, tenant_id, low, high, anchors=None):
+    """Verify one tenant's rows with low <= seq <= high; returns a partial result (see merge_partials)."""
+    start_seq, start_hmac = previous_row(cur, tables, tenant_id, low)
+    scan = ac.TenantScan(tenant_id, anchors)
+    scan.last_seq = start_seq
+    scan.last_row_hmac = start_hmac
+    sink = ScanSink(key, scan)
+    query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
+        _columns(), tables.logs)
+    copy_to(cur, query, (tenant_id, low, high), sink)
+    sink.finish()
+    return {
+        "tenant_id": tenant_id, "low": low, "high": high, "rows": scan.rows, "valid_rows": scan.valid_rows,
+        "hmac_failures": scan.hmac_failures, "link_failures": scan.link_failures, "segments": scan.segments,
+        "first_seq": sink.first_seq, "last_seq": scan.last_seq if scan.rows else None,
+        "last_row_hmac": scan.last_row_hmac if scan.rows else None,
+    }
+
+
+def merge_partials(tenant_id, partials, key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION):
+    """One tenant's result from its chunks (any order): the same as one scan of all its rows."""
+    partials = sorted(partials, key=lambda p: p["low"])
+    rows = valid = hmac_failures = link_failures = 0
+    segments = []
+    first_seq = last_seq = last_row_hmac = None
+    for part in partials:
+        rows += part["rows"]
+        valid += part["valid_rows"]
+        hmac_failures += part["hmac_failures"]
+        link_failures += part["link_failures"]
+        if part["rows"]:
+            if first_seq is None:
+                first_seq = part["first_seq"]
+            last_seq = part["last_seq"]
+            last_row_hmac = part["last_row_hmac"]
+        for seg in part["segments"]:
+            if segments and segments[-1]["kind"] == seg["kind"] and segments[-1]["last_seq"] == seg["first_seq"] - 1:
+                segments[-1]["last_seq"] = seg["last_seq"]
+                segments[-1]["rows"] += seg["rows"]
+            else:
+                segments.append(dict(seg))
+    return {
+        "rows": rows, "valid_rows": valid, "segments": segments, "verified": not segments,
+        "probable_cause": ac.probable_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction),
+        "hmac_failures": hmac_failures, "link_failures": link_failures,
+        "first_seq": first_seq, "last_seq": last_seq, "last_row_hmac": last_row_hmac,
+    }
+
+
+def plan_chunks(bounds, workers, chunk_rows=None, min_parallel_rows=PARALLEL_MIN_ROWS):
+    """[(tenant_id, low, high)] covering each tenant's seq range; cut finer when several workers run."""
+    total = sum(high - low + 1 for low, high in bounds.values())
+    if workers <= 1 or total < min_parallel_rows:
+        size = None
+    else:
+        size = chunk_rows or max(MIN_CHUNK_ROWS, -(-total // (workers * 4)))
+    chunks = []
+    for tenant_id, (low, high) in bounds.items():
+        if size is None:
+            chunks.append((tenant_id, low, high))
+            continue
+        start = low
+        while start <= high:
+            end = min(high, start + size - 1)
+            chunks.append((tenant_id, start, end))
+            start = end + 1
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------
+# Parallel verification: forked workers, one exported snapshot
+
+_WORKER = {}
+
+
+def _worker_init(connect, snapshot, key, tables):
+    conn = connect()
+    conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    with conn.cursor() as cur:
+        cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+    _WORKER.update(conn=conn, key=key, tables=tables)
+    multiprocessing.util.Finalize(None, conn.close, exitpriority=10)
+
+
+def _worker_scan(task):
+    tenant_id, low, high, anchors = task
+    with _WORKER["conn"].cursor() as cur:
+        return scan_range(cur, _WORKER["tables"], _WORKER["key"], tenant_id, low, high, anchors)
+
+
+class SnapshotTransaction:
+    """A REPEATABLE READ READ ONLY transaction on conn for the block; rolled back at the end."""
+
+    def __init__(self, conn, export=False):
+        self.conn = conn
+        self.export = export
+        self.snapshot = None
+        self._saved = None
+
+    def __enter__(self):
+        self.conn.rollback()
+        self._saved = (self.conn.isolation_level, self.conn.readonly)
+        self.conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with self.conn.cursor() as cur:
+            if self.export:
+                cur.execute("SELECT pg_export_snapshot()")
+                self.snapshot = cur.fetchone()[0]
+            else:
+                cur.execute("SELECT 1")
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.conn.rollback()
+            self.conn.set_session(isolation_level=self._saved[0], readonly=self._saved[1])
+        except psycopg2.Error:
+            pass
+        return False
+
+
+def default_workers():
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
+                 key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, snapshot=None, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None):
+    """Verify tenants (all when tenant_ids is None) in conn's current transaction/snapshot.
+
+    With workers > 1 and connect (a callable opening a new connection), chunks run in forked
+    processes that import `snapshot` (an exported snapshot id of conn's transaction).
+    Returns (results {tenant: result}, valid anchors {tenant: {resume_seq: anchor}}, invalid [..]);
+    stats, when a dict, gets the number of processes and chunks used.
+    """
+    with conn.cursor() as cur:
+        check_tables(cur, tables, ("logs", "anchors"))
+        if tenant_ids is None:
+            tenant_ids = list_tenants(cur, tables)
+        bounds = {}
+        for tenant_id in tenant_ids:
+            found = tenant_bounds(cur, tables, tenant_id)
+            if found:
+                bounds[tenant_id] = found
+        anchors = load_anchors(cur, tables, None if tenant_ids is None else tenant_ids)
+    valid, invalid = ac.check_anchors(key, anchors)
+    if not (connect and snapshot):
+        workers = 1
+    chunks = plan_chunks(bounds, workers, chunk_rows, min_parallel_rows)
+    total = sum(high - low + 1 for low, high in bounds.values())
+    partials = {}
+    parallel = len(chunks) > 1 and workers > 1 and total >= min_parallel_rows
+    if stats is not None:
+        stats.update(processes=min(workers, len(chunks)) if parallel else 1, chunks=len(chunks))
+    if parallel:
+        tasks = [(t, low, high, valid.get(t)) for t, low, high in sorted(chunks, key=lambda c: c[1] - c[2])]
+        context = multiprocessing.get_context("fork")
+        from concurrent.futures import ProcessPoolExecutor  # only this path needs it
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
+                                 initializer=_worker_init, initargs=(connect, snapshot, key, tables)) as pool:
+            for part in pool.map(_worker_scan, tasks):
+                partials.setdefault(part["tenant_id"], []).append(part)
+    else:
+        with conn.cursor() as cur:
+            for tenant_id, low, high in chunks:
+                part = scan_range(cur, tables, key, tenant_id, low, high, valid.get(tenant_id))
+                partials.setdefault(tenant_id, []).append(part)
+    results = {}
+    for tenant_id in tenant_ids:
+        if tenant_id in partials:
+            results[tenant_id] = merge_partials(tenant_id, partials[tenant_id], key_mismatch_fraction)
+        else:
+            results[tenant_id] = merge_partials(tenant_id, [], key_mismatch_fraction)
+        results[tenant_id]["invalid_anchors"] = [a["resume_seq"] for a in invalid if a["tenant_id"] == tenant_id]
+    return results, valid, invalid
+
+
+def verify(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
+           key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None):
+    """Verify in one consistent snapshot (exported to the workers when there are several)."""
+    with SnapshotTransaction(conn, export=workers > 1 and connect is not None) as txn:
+        return scan_tenants(conn, tables, key, tenant_ids, workers, connect, chunk_rows, key_mismatch_fraction,
+                            snapshot=txn.snapshot, min_parallel_rows=min_parallel_rows, stats=stats)
+
+
+def public_result(result):
+    """What a module returns for one tenant (internal scan state left out)."""
+    keep = ("rows", "valid_rows", "segments", "verified", "probable_cause", "first_seq", "last_seq",
+            "invalid_anchors")
+    return dict((k, result[k]) for k in keep if k in result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Capture (export)
+
+
+def normalize_ranges(ranges):
+    """Sorted, merged [[low, high], ...] of ints."""
+    out = []
+    for low, high in sorted((int(a), int(b)) for a, b in ranges):
+        if high < low:
+            raise AuditError("seq range %d-%d is empty" % (low, high))
+        if out and low <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], high)
+        else:
+            out.append([low, high])
+    return out
+
+
+def row_ranges(segments):
+    """The seq ranges holding rows (hmac_mismatch, link_broken) among segments, merged."""
+    return normalize_ranges([(s["first_seq"], s["last_seq"]) for s in segments if s["kind"] in ROW_KINDS])
+
+
+def copy_ranges(cur, tables, tenant_id, ranges, sink, fmt="csv"):
+    """COPY one tenant's rows within ranges (all eight columns, by seq) into sink."""
+    if not ranges:
+        # An empty selection still prints a header in CSV: keep the format identical.
+        query = sql.SQL("SELECT {} FROM {} WHERE false").format(_columns(), tables.logs)
+        copy_to(cur, query, (), sink, fmt)
+        return
+    if len(ranges) == 1:
+        query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
+            _columns(), tables.logs)
+        copy_to(cur, query, (tenant_id, ranges[0][0], ranges[0][1]), sink, fmt)
+        return
+    query = sql.SQL(
+        "SELECT {} FROM {} l JOIN unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
+        " ON l.seq BETWEEN r.lo AND r.hi WHERE l.tenant_id = %s ORDER BY l.seq").format(
+        _columns(prefix="l"), tables.logs)
+    copy_to(cur, query, ([r[0] for r in ranges], [r[1] for r in ranges], tenant_id), sink, fmt)
+
+
+def count_ranges(cur, tables, tenant_id, ranges):
+    if not ranges:
+        return 0
+    cur.execute(sql.SQL(
+        "SELECT count(*) FROM {} l JOIN unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
+        " ON l.seq BETWEEN r.lo AND r.hi WHERE l.tenant_id = %s").format(tables.logs),
+        ([r[0] for r in ranges], [r[1] for r in ranges], tenant_id))
+    return int(cur.fetchone()[0])
+
+
+def capture_digest(cur, tables, tenant_id, ranges):
+    """(sha256, bytes, rows) of the CSV the capture of these ranges prints now."""
+    sink = HashSink()
+    copy_ranges(cur, tables, tenant_id, ranges, sink, "csv")
+    return sink.hexdigest(), sink.bytes, max(0, sink.writes - 1)
+
+
+def sha256_file(path, block=1 << 20):
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(block)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def write_capture(cur, tables, tenant_id, ranges, dest):
+    """Stream the capture into a temp file beside dest (mode 0600); returns (tmp_path, sha256, bytes, rows)."""
+    directory = os.path.dirname(os.path.abspath(dest)) or "."
+    fd, tmp = _mkstemp(directory, os.path.basename(dest))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            sink = HashSink(handle)
+            copy_ranges(cur, tables, tenant_id, ranges, sink, "csv")
+            digest = sink.hexdigest()
+            handle.flush()
+            os.fsync(handle.fileno())
+        return tmp, digest, sink.bytes, max(0, sink.writes - 1)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _mkstemp(directory, base):
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp", dir=directory)
+    os.fchmod(fd, 0o600)
+    return fd, path
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def write_json_atomic(path, data):
+    """Write JSON to path through a 0600 temp file and a rename."""
+    import json
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = _mkstemp(directory, os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def read_json(path):
+    import json
+    with open(path, "r") as handle:
+        return json.load(handle)
+
+
+CAPTURE_FORMAT = "alexandria.ee/audit-capture/v1"
+BACKUP_FORMAT = "alexandria.ee/audit-backup/v1"
+
+
+def capture_manifest(tenant_id, tables, selection, ranges, segments, digest, size, rows, identity, dest, now=None):
+    return {
+        "format": CAPTURE_FORMAT,
+        "file": os.path.basename(dest),
+        "tenant_id": tenant_id,
+        "selection": selection,
+        "seq_ranges": ranges,
+        "segments": segments,
+        "rows": rows,
+        "bytes": size,
+        "sha256": digest,
+        "columns": list(ROW_COLUMNS),
+        "csv": "COPY ... TO STDOUT WITH (FORMAT csv, HEADER true), ordered by seq",
+        "tables": tables.describe(),
+        "database": identity,
+        "created_at": rfc3339(now or utc_now()),
+    }
+
+
+def capture_file_problems(manifest, capture_path, tenant_id, tables, identity):
+    """Problems (list of words) with a capture manifest and its file, before looking at the plan."""
+    if not isinstance(manifest, dict) or manifest.get("format") != CAPTURE_FORMAT:
+        return ["the capture manifest is not an %s manifest" % CAPTURE_FORMAT]
+    problems = []
+    if manifest.get("tenant_id") != tenant_id:
+        problems.append("the capture manifest is for another tenant")
+    if manifest.get("tables") != tables.describe():
+        problems.append("the capture manifest names other tables")
+    if not same_database(manifest.get("database"), identity):
+        problems.append("the capture manifest is for another database")
+    try:
+        digest, size = sha256_file(capture_path)
+        if digest != manifest.get("sha256") or size != manifest.get("bytes"):
+            problems.append("the capture file %s does not match its manifest's sha256" % capture_path)
+    except (IOError, OSError) as exc:
+        problems.append("the capture file %s cannot be read (%s)" % (capture_path, exc.__class__.__name__))
+    return problems
+
+
+def capture_coverage_problems(manifest, runs, segments, match="exact"):
+    """Whether the capture holds exactly (or, match=superset, at least) the rows the runs retire."""
+    plan = normalize_ranges([r for run in runs for r in run["row_ranges"]])
+    captured = normalize_ranges(manifest.get("seq_ranges") or [])
+    if match == "exact":
+        if captured != plan:
+            return ["the capture holds seq ranges %s but the rows to retire are %s: capture exactly the broken "
+                    "segments again (selection=segments)" % (_ranges_text(captured), _ranges_text(plan))]
+        if [dict(s) for s in manifest.get("segments") or []] != [dict(s) for s in segments]:
+            return ["the capture was taken for other segments than the ones found now: capture them again"]
+        return []
+    uncovered = [r for r in plan if not any(c[0] <= r[0] and r[1] <= c[1] for c in captured)]
+    if uncovered:
+        return ["the capture does not hold seq ranges %s" % _ranges_text(uncovered)]
+    return []
+
+
+def _ranges_text(ranges):
+    if not ranges:
+        return "(none)"
+    return ", ".join("%d-%d" % (a, b) if a != b else "%d" % a for a, b in ranges)
+
+
+# ---------------------------------------------------------------------------------------------
+# Retirement
+
+
+def plan_runs(segments, existing_anchors=None):
+    """Maximal runs of consecutive bad seqs, each retired behind one anchor at resume_seq.
+
+    existing_anchors: {resume_seq: anchor} already valid for the tenant. A run whose resume_seq
+    would collide with one of them stops before that anchor's retired range (those seqs are
+    retired already).
+    """
+    existing_anchors = existing_anchors or {}
+    runs = []
+    for seg in sorted(segments, key=lambda s: s["first_seq"]):
+        if runs and seg["first_seq"] == runs[-1]["last_seq"] + 1:
+            run = runs[-1]
+            run["last_seq"] = seg["last_seq"]
+            run["segments"].append(dict(seg))
+        else:
+            runs.append({"first_seq": seg["first_seq"], "last_seq": seg["last_seq"], "segments": [dict(seg)]})
+    planned = []
+    for run in runs:
+        last = run["last_seq"]
+        while last + 1 in existing_anchors and existing_anchors[last + 1]["retired_first_seq"] <= last:
+            last = existing_anchors[last + 1]["retired_first_seq"] - 1
+        if last < run["first_seq"]:
+            continue
+        run["last_seq"] = last
+        kinds = []
+        rows = 0
+        for seg in run["segments"]:
+            if seg["kind"] not in kinds:
+                kinds.append(seg["kind"])
+            if seg["kind"] in ROW_KINDS:
+                rows += max(0, min(seg["last_seq"], last) - seg["first_seq"] + 1)
+        run["rows"] = rows
+        run["reason"] = ",".join(kinds)
+        run["resume_seq"] = last + 1
+        run["row_ranges"] = row_ranges([dict(s, last_seq=min(s["last_seq"], last)) for s in run["segments"]
+                                        if s["first_seq"] <= last])
+        planned.append(run)
+    return planned
+
+
+def resume_prev_hmac(cur, tables, tenant_id, run, runs):
+    """The prev_hmac the row at run's resume_seq must have (contract: Anchors)."""
+    cur.execute(sql.SQL("SELECT prev_hmac FROM {} WHERE tenant_id = %s AND seq = %s").format(tables.logs),
+                (tenant_id, run["resume_seq"]))
+    row = cur.fetchone()
+    if row:
+        return row[0]
+    # The tail: the row_hmac of the last good row before the run, skipping rows this plan retires.
+    lows = [r["first_seq"] for r in runs]
+    highs = [r["last_seq"] for r in runs]
+    cur.execute(sql.SQL(
+        "SELECT l.row_hmac FROM {} l WHERE l.tenant_id = %s AND l.seq < %s AND NOT EXISTS ("
+        " SELECT 1 FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi) WHERE l.seq BETWEEN r.lo AND r.hi)"
+        " ORDER BY l.seq DESC LIMIT 1").format(tables.logs), (tenant_id, run["first_seq"], lows, highs))
+    row = cur.fetchone()
+    return row[0] if row else ac.GENESIS
+
+
+def retired_rows_digest(cur, tables, tenant_id, run):
+    """(sha256, rows) of the run's rows as full COPY text lines, in seq order."""
+    sink = LinesDigestSink()
+    query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
+        _columns(), tables.logs)
+    copy_to(cur, query, (tenant_id, run["first_seq"], run["last_seq"]), sink)
+    sink.finish()
+    return sink.sha256.hexdigest(), sink.count
+
+
+def build_anchors(cur, tables, key, tenant_id, runs, capture_sha256, backup_sha256, signoff):
+    """The anchor records for runs (retired_sha256 read from the rows still in place)."""
+    anchors = []
+    for run in runs:
+        digest, count = retired_rows_digest(cur, tables, tenant_id, run)
+        anchor = {
+            "tenant_id": tenant_id,
+            "resume_seq": run["resume_seq"],
+            "resume_prev_hmac": resume_prev_hmac(cur, tables, tenant_id, run, runs),
+            "retired_first_seq": run["first_seq"],
+            "retired_last_seq": run["last_seq"],
+            "retired_rows": count,
+            "retired_sha256": digest,
+            "capture_sha256": capture_sha256,
+            "backup_sha256": backup_sha256,
+            "signoff": signoff,
+            "reason": run["reason"],
+        }
+        anchor["anchor_hmac"] = ac.anchor_hmac(key, anchor) if None not in anchor.values() else None
+        anchors.append(anchor)
+    return anchors
+
+
+def lock_tenant(cur, tenant_id):
+    """The writers' per-tenant lock (contract: Writers); held until the transaction ends."""
+    cur.execute(ac.TENANT_LOCK_SQL, (tenant_id,))
+
+
+def move_rows(cur, tables, tenant_id, runs):
+    """Move the runs' rows into quarantine (kind per segment, anchor_resume_seq per run); returns the count."""
+    lows, highs, kinds, resumes = [], [], [], []
+    for run in runs:
+        for seg in run["segments"]:
+            if seg["kind"] in ROW_KINDS and seg["first_seq"] <= run["last_seq"]:
+                lows.append(seg["first_seq"])
+                highs.append(min(seg["last_seq"], run["last_seq"]))
+                kinds.append(seg["kind"])
+                resumes.append(run["resume_seq"])
+    if not lows:
+        return 0
+    row_cols = _columns()
+    statement = sql.SQL(
+        "WITH r(lo, hi, kind, resume) AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::bigint[])),"
+        " moved AS (DELETE FROM {logs} l USING r WHERE l.tenant_id = %s AND l.seq BETWEEN r.lo AND r.hi"
+        " RETURNING {lcols}, r.kind AS kind, r.resume AS resume)"
+        " INSERT INTO {quarantine} ({cols}, kind, anchor_resume_seq) SELECT {cols}, kind, resume FROM moved").format(
+        logs=tables.logs, quarantine=tables.quarantine, cols=row_cols, lcols=_columns(prefix="l"))
+    cur.execute(statement, (lows, highs, kinds, resumes, tenant_id))
+    return cur.rowcount
+
+
+def insert_anchors(cur, tables, anchors):
+    statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        tables.anchors, _columns(ANCHOR_COLUMNS), sql.SQL(", ").join(sql.Placeholder() * len(ANCHOR_COLUMNS)))
+    for anchor in anchors:
+        cur.execute(statement, [anchor[c] for c in ANCHOR_COLUMNS])
+
+
+def tenant_fingerprint(cur, tables, tenant_id, up_to_seq):
+    """(rows, sum of 64-bit hashes of each row's text) for seq <= up_to_seq: detects any change there."""
+    cur.execute(sql.SQL(
+        "SELECT count(*), coalesce(sum(hashtextextended(l::text, 0)::numeric), 0)::text"
+        " FROM {} l WHERE l.tenant_id = %s AND l.seq <= %s").format(tables.logs), (tenant_id, up_to_seq))
+    count, total = cur.fetchone()
+    return int(count), total
+
+
+def timer():
+    return time.monotonic()
+
+
+class RetireRefused(AuditError):
+    """A precondition of the retirement does not hold; problems names each one."""
+
+    def __init__(self, problems):
+        super(RetireRefused, self).__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+def _as_partial(result):
+    return {"low": result["first_seq"] or 0, "rows": result["rows"], "valid_rows": result["valid_rows"],
+            "hmac_failures": result["hmac_failures"], "link_failures": result["link_failures"],
+            "segments": result["segments"], "first_seq": result["first_seq"], "last_seq": result["last_seq"],
+            "last_row_hmac": result["last_row_hmac"]}
+
+
+def _anchor_keys(valid, tenant_id):
+    return sorted((seq, a["anchor_hmac"]) for seq, a in (valid.get(tenant_id) or {}).items())
+
+
+def retire_scan(conn, tables, key, tenant_id, workers=1, connect=None, chunk_rows=None,
+                key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION):
+    """First look, without the lock, in one snapshot: the tenant's result, its anchors, a fingerprint, the plan."""
+    with SnapshotTransaction(conn, export=workers > 1 and connect is not None) as txn:
+        results, valid, invalid = scan_tenants(conn, tables, key, [tenant_id], workers, connect, chunk_rows,
+                                               key_mismatch_fraction, snapshot=txn.snapshot)
+        result = results[tenant_id]
+        with conn.cursor() as cur:
+            check_tables(cur, tables, ("quarantine",))
+            identity = database_identity(cur)
+            fingerprint = tenant_fingerprint(cur, tables, tenant_id, result["last_seq"] or 0)
+            runs = plan_runs(result["segments"], valid.get(tenant_id))
+            preview = build_anchors(cur, tables, key, tenant_id, runs, None, None, None)
+    return {"tenant_id": tenant_id, "result": result, "valid": valid, "invalid": invalid, "identity": identity,
+            "fingerprint": fingerprint, "runs": runs, "anchors": preview}
+
+
+def _verify_under_lock(conn, cur, tables, key, tenant_id, first, mode, key_mismatch_fraction):
+    """The tenant's result now (lock held): full rescan, or the first scan plus the rows written since."""
+    valid, _invalid = ac.check_anchors(key, load_anchors(cur, tables, [tenant_id]))
+    result = None
+    how = "full"
+    if mode == "incremental" and _anchor_keys(valid, tenant_id) == _anchor_keys(first["valid"], tenant_id):
+        last = first["result"]["last_seq"]
+        if last is not None and tenant_fingerprint(cur, tables, tenant_id, last) == first["fingerprint"]:
+            how = "incremental"
+            partials = [_as_partial(first["result"])]
+            bounds = tenant_bounds(cur, tables, tenant_id)
+            if bounds and bounds[1] > last:
+                partials.append(scan_range(cur, tables, key, tenant_id, last + 1, bounds[1], valid.get(tenant_id)))
+            result = merge_partials(tenant_id, partials, key_mismatch_fraction)
+    if result is None:
+        results, valid, _invalid = scan_tenants(conn, tables, key, [tenant_id],
+                                                key_mismatch_fraction=key_mismatch_fraction)
+        result = results[tenant_id]
+    return result, valid, how
+
+
+def _verify_after_move(conn, cur, tables, key, tenant_id, runs, result, anchors, mode, key_mismatch_fraction):
+    """Segments left after the move (empty when the tenant verifies), checked in this transaction."""
+    valid, _invalid = ac.check_anchors(key, load_anchors(cur, tables, [tenant_id]))
+    mine = valid.get(tenant_id) or {}
+    problems = ["anchor at resume_seq %d does not verify" % a["resume_seq"] for a in anchors
+                if a["resume_seq"] not in mine]
+    if mode == "full":
+        results, _valid, _invalid = scan_tenants(conn, tables, key, [tenant_id],
+                                                 key_mismatch_fraction=key_mismatch_fraction)
+        return problems + ["%s %d-%d" % (s["kind"], s["first_seq"], s["last_seq"])
+                           for s in results[tenant_id]["segments"]]
+    # Incremental: a row's verdict depends only on itself, the previous present row and the anchors,
+    # so after the move only the first row after each run can change; every other segment must be
+    # inside a run.
+    for seg in result["segments"]:
+        if not any(r["first_seq"] <= seg["first_seq"] and seg["last_seq"] <= r["last_seq"] for r in runs):
+            problems.append("%s %d-%d is not retired by this plan" % (seg["kind"], seg["first_seq"], seg["last_seq"]))
+    for run in runs:
+        cur.execute(sql.SQL("SELECT min(seq) FROM {} WHERE tenant_id = %s AND seq > %s").format(tables.logs),
+                    (tenant_id, run["last_seq"]))
+        following = cur.fetchone()[0]
+        if following is None:
+            continue
+        part = scan_range(cur, tables, key, tenant_id, run["first_seq"], following, mine)
+        problems.extend("%s %d-%d" % (s["kind"], s["first_seq"], s["last_seq"]) for s in part["segments"])
+    return problems
+
+
+def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_sha256, signoff,
+                 capture_match="exact", lock_verify="incremental", lock_timeout="30s",
+                 key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION):
+    """Retire the tenant's unverifiable seqs in ONE transaction holding the writers' lock.
+
+    first: retire_scan's result (the plan approved outside the lock). Under the lock: verify again,
+    re-plan, check the capture still holds exactly those rows and still matches the database, move
+    the rows to quarantine, write the anchors, verify the tenant; any problem rolls everything back.
+    Returns a dict with the anchors written, rows moved and how long the lock was held.
+    """
+    conn.rollback()
+    conn.set_session(isolation_level="READ COMMITTED", readonly=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+            started = timer()
+            try:
+                lock_tenant(cur, tenant_id)
+            except psycopg2.errors.LockNotAvailable:
+                raise AuditError("another session held the audit lock of tenant %r for longer than lock_timeout (%s)"
+                                 % (tenant_id, lock_timeout))
+            locked = timer()
+            cur.execute("SELECT set_config('lock_timeout', '0', true)")
+            result, valid, how = _verify_under_lock(conn, cur, tables, key, tenant_id, first, lock_verify,
+                                                    key_mismatch_fraction)
+            if result["probable_cause"] == "key_mismatch":
+                raise RetireRefused([key_mismatch_words(tenant_id, result)])
+            runs = plan_runs(result["segments"], valid.get(tenant_id))
+            if not runs:
+                conn.rollback()
+                return {"changed": False, "runs": [], "anchors": [], "moved": 0, "verify_under_lock": how,
+                        "lock_seconds": timer() - locked, "lock_wait_seconds": locked - started}
+            problems = capture_coverage_problems(capture_manifest, runs, result["segments"], capture_match)
+            digest, _size, _rows = capture_digest(cur, tables, tenant_id,
+                                                  normalize_ranges(capture_manifest.get("seq_ranges") or []))
+            if digest != capture_manifest.get("sha256"):
+                problems.append("the rows the capture holds changed in the database since the capture")
+            if problems:
+                raise RetireRefused(problems)
+            anchors = build_anchors(cur, tables, key, tenant_id, runs, capture_manifest["sha256"], backup_sha256,
+                                    signoff)
+            moved = move_rows(cur, tables, tenant_id, runs)
+            expected = sum(a["retired_rows"] for a in anchors)
+            if moved != expected:
+                raise AuditError("moved %d rows to quarantine but %d were planned; rolled back" % (moved, expected))
+            insert_anchors(cur, tables, anchors)
+            left = _verify_after_move(conn, cur, tables, key, tenant_id, runs, result, anchors, lock_verify,
+                                      key_mismatch_fraction)
+            if left:
+                raise AuditError("tenant %r would still not verify after the retirement (%s); rolled back, nothing "
+                                 "changed" % (tenant_id, "; ".join(left[:10])))
+        conn.commit()
+        committed = timer()
+    except BaseException:
+        try:
+            conn.rollback()
+        except psycopg2.Error:
+            pass
+        raise
+    return {"changed": True, "runs": runs, "anchors": anchors, "moved": moved, "segments": result["segments"],
+            "verify_under_lock": how, "lock_seconds": committed - locked, "lock_wait_seconds": locked - started}
+
+
+def key_mismatch_words(tenant_id, result):
+    return ("tenant %r: %d of %d rows fail their HMAC while the links between them hold (probable_cause "
+            "key_mismatch): the rows were most likely written with another HMAC key, so they are a valid log. "
+            "Retiring them would quarantine that log; check the audit HMAC key (Secret key audit-hmac-key) and "
+            "follow key rotation (key-rotation.md) instead"
+            % (tenant_id, result["hmac_failures"], result["rows"]))
