@@ -12,7 +12,7 @@ module: alex_license
 short_description: Read quota usage, validate and apply Alexandria EE license blobs
 version_added: 0.1.0
 description:
-  - O(state=info) reads C(GET /license) and reports usage, limits, headroom and which quota is exhausted.
+  - O(state=query) reads C(GET /license) and reports usage, limits, headroom and which quota is exhausted.
   - O(state=validate) checks a license blob against the issuer public key (structure, issuer, signature,
     expiry, tier, counts) and returns its decoded claims. The blob comes from O(blob), O(blob_file), or,
     when neither is given, from the license Secret.
@@ -22,7 +22,7 @@ description:
   - O(state=rollback) puts the blob kept under O(backup_secret_key) back under O(license_secret_key).
   - The blob is never returned, logged or shown in a diff; results carry its claims and a short fingerprint.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.k8s_auth
@@ -40,11 +40,11 @@ attributes:
 options:
   state:
     description:
-      - V(info) reads C(/license) (read-only). V(validate) checks a blob (read-only).
+      - V(query) reads C(/license) (read-only). V(validate) checks a blob (read-only).
       - V(present) applies O(blob) or O(blob_file). V(rollback) restores the previous blob.
     type: str
-    choices: [info, validate, present, rollback]
-    default: info
+    choices: [query, validate, present, rollback]
+    default: query
   blob:
     description:
       - The license blob text (C(ALXLIC1.<payload>.<signature>)). Never logged.
@@ -105,7 +105,7 @@ options:
     description:
       - Base URL of the Alexandria EE API, for example C(http://localhost:8080). Can also be set with
         E(ALEX_BASE_URL).
-      - Required for O(state=info) and O(state=present) (current usage for the downgrade check; C(/ready) after
+      - Required for O(state=query) and O(state=present) (current usage for the downgrade check; C(/ready) after
         a restart). With O(state=validate) it adds the downgrade check.
     type: str
   validate_certs:
@@ -177,49 +177,49 @@ reason:
   type: str
 current_seats:
   description: Active users.
-  returned: state is info
+  returned: state is query
   type: int
 max_seats:
   description: The license's C(seat_count) (C(0) when invalid).
-  returned: state is info
+  returned: state is query
   type: int
 seats_headroom:
   description: C(max_seats - current_seats); C(0) or less means new users get HTTP 402.
-  returned: state is info
+  returned: state is query
   type: int
 current_tenants:
   description: Tenants.
-  returned: state is info
+  returned: state is query
   type: int
 max_tenants:
   description: The license's C(tenant_count) (C(0) when invalid).
-  returned: state is info
+  returned: state is query
   type: int
 tenants_headroom:
   description: C(max_tenants - current_tenants).
-  returned: state is info
+  returned: state is query
   type: int
 exhausted:
   description: The quotas with no headroom, from C(seats) and C(tenants).
-  returned: state is info
+  returned: state is query
   type: list
   elements: str
   sample: [seats]
 tier:
   description: Product tier served by C(/license).
-  returned: state is info
+  returned: state is query
   type: str
 expires_at:
   description: Expiry served by C(/license).
-  returned: state is info
+  returned: state is query
   type: str
 expires_in_days:
   description: Days until expiry (negative when past).
-  returned: state is info
+  returned: state is query
   type: float
 license_id:
   description: License id served by C(/license).
-  returned: state is info
+  returned: state is query
   type: str
 claims:
   description: The decoded claims of the blob checked or applied (never the blob itself).
@@ -295,7 +295,7 @@ def argument_spec():
     api["base_url"] = dict(api["base_url"], required=False)
     spec.update(api)
     spec.update(
-        state=dict(type="str", default="info", choices=["info", "validate", "present", "rollback"]),
+        state=dict(type="str", default="query", choices=["query", "validate", "present", "rollback"]),
         blob=dict(type="str", no_log=True),
         blob_file=dict(type="path"),
         issuer_public_key=dict(type="str", no_log=False),
@@ -372,7 +372,7 @@ class Runner:
         return secret, current, backup
 
     # -- states ------------------------------------------------------------------------------------
-    def info(self):
+    def query(self):
         status = ll.quota_status(self.license_doc())
         return dict(changed=False, **status)
 
@@ -535,7 +535,7 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
         mutually_exclusive=[("blob", "blob_file")],
-        required_if=[("state", "info", ("base_url",)), ("state", "present", ("base_url",))],
+        required_if=[("state", "query", ("base_url",)), ("state", "present", ("base_url",))],
         supports_check_mode=True,
     )
     if not lc.HAS_CRYPTOGRAPHY:

@@ -13,7 +13,7 @@ short_description: Find inactive Alexandria EE users, free their seats, and repo
 version_added: 0.1.0
 description:
   - Works through the Alexandria EE admin API (C(/admin/v1/users), C(/admin/v1/tenants)).
-  - O(state=info) lists the active users inactive for at least O(inactive_days) (read-only) and, with
+  - O(state=query) lists the active users inactive for at least O(inactive_days) (read-only) and, with
     O(list_tenants=true), every tenant with its usage, last activity and whether it looks unused.
   - O(state=deactivated) deactivates the users named in O(users), or, when O(users) is not given, the inactive
     selection. It refuses, changing nothing, when more than O(max_deactivate) users would be deactivated.
@@ -22,7 +22,7 @@ description:
     O(inactive_days) days old. Deactivating frees the user's seat; the contract has no reactivation.
   - Tenants are only reported, never deleted or changed.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.api
@@ -39,10 +39,10 @@ attributes:
 options:
   state:
     description:
-      - V(info) only reads. V(deactivated) deactivates users.
+      - V(query) only reads. V(deactivated) deactivates users.
     type: str
-    choices: [info, deactivated]
-    default: info
+    choices: [query, deactivated]
+    default: query
   users:
     description:
       - Users to deactivate, by id or username. When not given, O(state=deactivated) takes the inactive selection.
@@ -61,7 +61,7 @@ options:
     type: int
   list_tenants:
     description:
-      - With O(state=info), also list the tenants (the API allows this on the C(enterprise) tier only; below it
+      - With O(state=query), also list the tenants (the API allows this on the C(enterprise) tier only; below it
         the module fails and says so).
     type: bool
     default: false
@@ -178,7 +178,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils.api_client import Ap
 def argument_spec():
     spec = api_argument_spec(admin=True)
     spec.update(
-        state=dict(type="str", default="info", choices=["info", "deactivated"]),
+        state=dict(type="str", default="query", choices=["query", "deactivated"]),
         users=dict(type="list", elements="raw"),
         inactive_days=dict(type="int", default=90),
         max_deactivate=dict(type="int"),
@@ -246,7 +246,7 @@ def main():
             inactive_days=p["inactive_days"],
             inactive_users=[sl.user_summary(u, now) for u in inactive],
         )
-        if p["state"] == "info":
+        if p["state"] == "query":
             if p["list_tenants"]:
                 tenants = sl.tenant_summary(list_tenants(api), p["inactive_days"], now)
                 result["tenants"] = tenants

@@ -103,9 +103,9 @@ def test_bad_issuer_key_is_a_clear_failure(issuer, capsys):
     assert blob not in raw
 
 
-def test_info_and_present_need_base_url(pem, capsys, monkeypatch):
+def test_query_and_present_need_base_url(pem, capsys, monkeypatch):
     monkeypatch.delenv("ALEX_BASE_URL", raising=False)
-    for state in ("info", "present"):
+    for state in ("query", "present"):
         res, _ = run(alex_license, dict(state=state, blob="ALXLIC1.dummy.dummy", issuer_public_key=pem), capsys)
         assert res["failed"] and "base_url" in res["msg"]
 
