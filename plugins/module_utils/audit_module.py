@@ -80,7 +80,7 @@ def _read_secret(params, names):
     return values
 
 
-def resolve_credentials(module):
+def resolve_credentials(module, need_key=True):
     """Credentials from the options, completed from the release's Secret; masks everything found."""
     params = module.params
     kwargs = pg.connection_kwargs(params)
@@ -93,7 +93,7 @@ def resolve_credentials(module):
     wanted = []
     if not dsn and not kwargs.get("host") and not kwargs.get("dbname"):
         wanted.append(params["dsn_secret_key"])
-    if key is None:
+    if key is None and need_key:
         wanted.append(params["hmac_secret_key"])
     source = "options"
     if wanted:
@@ -119,7 +119,7 @@ def resolve_credentials(module):
                 module.no_log_values.add(text)
     if isinstance(key, str):
         key = key.encode("utf-8")
-    if not key:
+    if need_key and not key:
         module.fail_json(msg="the audit HMAC key is empty")
     return Credentials(dsn, kwargs, key, secrets, source)
 
