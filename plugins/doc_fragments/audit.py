@@ -13,17 +13,9 @@ class ModuleDocFragment(object):
     # k8s_auth and k8s_auth.DEPLOYMENT fragments it also includes).
     DOCUMENTATION = r'''
 options:
-  hmac_key:
-    description:
-      - The audit HMAC key, used as the UTF-8 bytes of this string. Never logged.
-      - Can also be set with E(ALEX_AUDIT_HMAC_KEY).
-      - When neither this option nor the environment variable is set, the key is read from the release's main
-        Secret (O(secret_name), key O(hmac_secret_key)) with the Kubernetes options, and used as the raw bytes
-        stored there. Values read from the Secret are masked in all output.
-    type: str
   secret_name:
     description:
-      - Name of the release's main Secret, read when O(dsn) (and O(login_host), O(login_db)) or O(hmac_key) is not
+      - Name of the release's main Secret, read when O(dsn) (and O(login_host), O(login_db)) or the HMAC key is not
         given. Defaults to the release name O(release).
     type: str
   dsn_secret_key:
@@ -31,11 +23,6 @@ options:
       - Key of the database DSN in the main Secret.
     type: str
     default: database-dsn
-  hmac_secret_key:
-    description:
-      - Key of the audit HMAC key in the main Secret.
-    type: str
-    default: audit-hmac-key
   schema:
     description:
       - Schema of the audit tables. Quoted as an identifier.
@@ -56,13 +43,32 @@ options:
       - Name of the table retired rows are moved to. Quoted as an identifier.
     type: str
     default: audit_quarantine
+notes:
+  - The DSN (and the HMAC key) come from the options or from the release's main Secret; the collection reads the
+    Secret with the C(kubernetes) Python library and does not depend on C(kubernetes.core). Values read from the
+    Secret are masked in all output.
+'''
+
+    # Matches audit_argument_spec(key=True): the HMAC key and the verification processes.
+    KEY = r'''
+options:
+  hmac_key:
+    description:
+      - The audit HMAC key, used as the UTF-8 bytes of this string. Never logged.
+      - Can also be set with E(ALEX_AUDIT_HMAC_KEY).
+      - When neither this option nor the environment variable is set, the key is read from the release's main
+        Secret (O(secret_name), key O(hmac_secret_key)) with the Kubernetes options, and used as the raw bytes
+        stored there.
+    type: str
+  hmac_secret_key:
+    description:
+      - Key of the audit HMAC key in the main Secret.
+    type: str
+    default: audit-hmac-key
   workers:
     description:
       - Processes that verify chunks of the chain at the same time, all reading one exported snapshot.
       - Defaults to the number of CPUs of the host running the module, at most 4. Small chains (under
         20000 rows) are verified in one process whatever this says.
     type: int
-notes:
-  - The DSN and the HMAC key come from the options or from the release's main Secret; the collection reads the
-    Secret with the C(kubernetes) Python library and does not depend on C(kubernetes.core).
 '''

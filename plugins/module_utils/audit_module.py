@@ -27,21 +27,25 @@ except ImportError:  # pg.connect reports it
     psycopg2 = None
 
 
-def audit_argument_spec():
+def audit_argument_spec(key=True):
+    """Options of the audit modules; key=False leaves out the HMAC key and workers (backup)."""
     spec = pg.postgres_argument_spec()
     spec.update(k8s_client.k8s_auth_argument_spec())
     spec.update(k8s_client.deployment_argument_spec())
     spec.update(
-        hmac_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_AUDIT_HMAC_KEY"])),
         secret_name=dict(type="str"),
         dsn_secret_key=dict(type="str", default="database-dsn", no_log=False),
-        hmac_secret_key=dict(type="str", default="audit-hmac-key", no_log=False),
         schema=dict(type="str", default="public"),
         table=dict(type="str", default="audit_logs"),
         anchor_table=dict(type="str", default="audit_chain_anchors"),
         quarantine_table=dict(type="str", default="audit_quarantine"),
-        workers=dict(type="int"),
     )
+    if key:
+        spec.update(
+            hmac_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_AUDIT_HMAC_KEY"])),
+            hmac_secret_key=dict(type="str", default="audit-hmac-key", no_log=False),
+            workers=dict(type="int"),
+        )
     return spec
 
 
@@ -86,6 +90,7 @@ def resolve_credentials(module, need_key=True):
     kwargs = pg.connection_kwargs(params)
     dsn = params.get("dsn")
     key = params.get("hmac_key")
+    need_key = need_key and "hmac_key" in params
     secrets = set(pg.dsn_secrets(dsn))
     if params.get("login_password"):
         secrets.add(params["login_password"])
@@ -113,7 +118,7 @@ def resolve_credentials(module, need_key=True):
                 module.no_log_values.update(found)
                 secrets.add(text)
                 module.no_log_values.add(text)
-            if name == params["hmac_secret_key"] and key is None:
+            if need_key and name == params["hmac_secret_key"] and key is None:
                 key = raw
                 secrets.add(text)
                 module.no_log_values.add(text)

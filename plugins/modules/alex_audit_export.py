@@ -30,6 +30,7 @@ extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.postgres
   - alexandria.ee.audit
+  - alexandria.ee.audit.KEY
   - alexandria.ee.k8s_auth
   - alexandria.ee.k8s_auth.DEPLOYMENT
 attributes:

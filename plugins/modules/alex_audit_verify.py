@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - alexandria.ee.attributes.INFO_MODULE
   - alexandria.ee.postgres
   - alexandria.ee.audit
+  - alexandria.ee.audit.KEY
   - alexandria.ee.k8s_auth
   - alexandria.ee.k8s_auth.DEPLOYMENT
 options:
