@@ -1,7 +1,338 @@
-"""Placeholder entry point; the Lab issue replaces it."""
+"""`alexlab`: start, stop, inspect, break and heal a local stand-in for one Alexandria EE deployment.
+
+Every subcommand takes --dir DIR (default `.lab/` in the checkout). Errors are one line on
+stderr (`alexlab: ...`) and a non-zero exit: 1 for a failure, 2 for bad usage, 3 for
+`status` of a lab that is not running.
+"""
+import argparse
+import base64
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
+import warnings
+
+import psycopg2
+from psycopg2 import sql
+
+from alexlab import faults, keys as labkeys, pg, pki, schema, seed
+from alexlab.common import (DATABASE_NAME, NAMESPACE, RELEASE, LabError, Layout, default_dir, ensure_writable_dir,
+                            free_port, kill_ident, port_free, proc_alive, proc_identity, read_json, rfc3339,
+                            write_json)
+from alexlab.labclient import LabClient
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, "alexlab: error: %s (see alexlab %s--help)\n" % (
+            message, "" if self.prog == "alexlab" else self.prog.split(" ", 1)[-1] + " "))
+
+
+@contextlib.contextmanager
+def dir_lock(layout):
+    handle = open(layout.lock, "a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise LabError("another alexlab command is working on %s; try again when it is done" % layout.dir)
+            raise
+        yield
+    finally:
+        handle.close()
+
+
+def write_kubeconfig(layout, k8s_url, token, namespace):
+    ca_file = pki.ensure(layout)[0]
+    with open(ca_file, "rb") as handle:
+        ca_data = base64.b64encode(handle.read()).decode("ascii")
+    text = (
+        "apiVersion: v1\nkind: Config\n"
+        "clusters:\n- name: alexlab\n  cluster:\n    server: %s\n    certificate-authority-data: %s\n"
+        "users:\n- name: alexlab-sre\n  user:\n    token: %s\n"
+        "contexts:\n- name: alexlab\n  context:\n    cluster: alexlab\n    user: alexlab-sre\n    namespace: %s\n"
+        "current-context: alexlab\npreferences: {}\n") % (k8s_url, ca_data, token, namespace)
+    tmp = layout.kubeconfig + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, layout.kubeconfig)
+
+
+def prepare_database(layout, dsn_arg):
+    """(dsn, postgres identity or None, mode). External: the DSN's database as given; embedded: DB `alexandria`."""
+    if dsn_arg:
+        dsn, ident, mode = dsn_arg, None, "external"
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                admin_dsn, pid = pg.start_embedded(layout.pgdata)
+        except Exception as exc:  # pgserver raises several types; one line is what the operator needs
+            raise LabError("cannot start the embedded PostgreSQL in %s: %s" % (layout.pgdata, exc))
+        ident, mode = proc_identity(pid), "embedded"
+        conn = psycopg2.connect(admin_dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
+                    sql.Identifier(DATABASE_NAME)))
+        conn.close()
+        dsn = pg.dsn_for_database(admin_dsn, DATABASE_NAME)
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=5)
+    except psycopg2.Error as exc:
+        raise LabError("cannot connect to PostgreSQL (%s): %s" % (mode, str(exc).strip().splitlines()[0]))
+    try:
+        schema.create_audit_tables(conn)
+        schema.create_app_tables(conn)
+    finally:
+        conn.close()
+    return dsn, ident, mode
+
+
+def stop_everything(layout, info, quiet=False):
+    """Stop what lab.json records, by pid: supervisor (it stops the pod), leftovers, then PostgreSQL."""
+    pids = info.get("pids") or {}
+    stopped = []
+    supervisor = pids.get("supervisor")
+    if proc_alive(supervisor):
+        kill_ident(supervisor, signal.SIGTERM, wait=15)
+        if not kill_ident(supervisor, signal.SIGKILL, wait=5):
+            raise LabError("supervisor pid %d does not stop" % supervisor["pid"])
+        stopped.append("supervisor")
+    for name in ("api", "orchestrator"):
+        if proc_alive(pids.get(name)):
+            kill_ident(pids[name], signal.SIGKILL, wait=5)
+            stopped.append(name)
+    if info.get("dsn_mode") == "embedded":
+        postgres = pids.get("postgres")
+        if proc_alive(postgres):
+            try:
+                with contextlib.redirect_stderr(open(os.devnull, "w")):
+                    pg.stop_embedded(layout.pgdata)
+            except Exception:  # pg_ctl failed: fall back to the signals below
+                pass
+            if not kill_ident(postgres, signal.SIGTERM, wait=10):
+                kill_ident(postgres, signal.SIGKILL, wait=5)
+            stopped.append("postgres")
+    info.update(status="stopped", pids={}, pod=None, stopped_at=rfc3339())
+    write_json(layout.lab_json, info)
+    return stopped
+
+
+def cmd_up(args):
+    layout = Layout(args.dir)
+    ensure_writable_dir(layout.dir)
+    with dir_lock(layout):
+        info = read_json(layout.lab_json) or {}
+        if info.get("status") in ("running", "starting"):
+            if proc_alive((info.get("pids") or {}).get("supervisor")):
+                raise LabError("a lab is already running in %s (supervisor pid %d); run: alexlab down --dir %s" % (
+                    layout.dir, info["pids"]["supervisor"]["pid"], layout.dir))
+            stop_everything(layout, info)  # the leftovers of a crashed lab
+        ports = {}
+        for name, wanted in (("api_port", args.api_port), ("k8s_port", args.k8s_port)):
+            if wanted:
+                if not port_free(wanted):
+                    raise LabError("port %d on 127.0.0.1 is already in use (--%s)" % (wanted, name.replace("_", "-")))
+                ports[name] = wanted
+            else:
+                ports[name] = free_port()
+        if ports["api_port"] == ports["k8s_port"]:
+            raise LabError("--api-port and --k8s-port must differ")
+        keys = labkeys.load_or_create(layout)
+        blob = labkeys.mint(keys, args.seats, args.tenants, args.tier, args.license_days)
+        dsn, pg_ident, mode = prepare_database(layout, args.dsn)
+        k8s_url = "https://127.0.0.1:%d" % ports["k8s_port"]
+        info = {
+            "version": 1, "dir": layout.dir, "status": "starting", "started_at": rfc3339(),
+            "api_url": "http://127.0.0.1:%d" % ports["api_port"], "k8s_url": k8s_url, "kubeconfig": layout.kubeconfig,
+            "k8s_ca": pki.ensure(layout)[0],
+            "namespace": args.namespace, "release": RELEASE, "dsn": dsn, "dsn_mode": mode,
+            "admin_token": keys["admin_token"], "k8s_token": keys["k8s_token"], "hmac_key": keys["hmac_key"],
+            "issuer_public_key": labkeys.issuer_public_pem(keys), "license_blob": blob,
+            "pids": {"postgres": pg_ident}, "pgdata": layout.pgdata if mode == "embedded" else None,
+        }
+        info.update(ports)
+        write_kubeconfig(layout, k8s_url, keys["k8s_token"], args.namespace)
+        os.makedirs(layout.faults, exist_ok=True)
+        for stale in os.listdir(layout.faults):  # process and Secret faults end with the lab
+            if stale in ("orchestrator-crash.json", "orchestrator-hang.json", "oom.json", "rbac-deny.json",
+                         "license.json", "audit-key-mismatch.json"):
+                os.unlink(os.path.join(layout.faults, stale))
+        write_json(layout.lab_json, info)
+        with open(layout.supervisor_log, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "alexlab.supervisor", "--dir", layout.dir],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True)
+        info["pids"]["supervisor"] = proc_identity(proc.pid)
+        info["status"] = "running"
+        write_json(layout.lab_json, info)
+        try:
+            wait_up(layout, proc, info, args.timeout)
+        except BaseException:
+            stop_everything(layout, read_json(layout.lab_json) or info)
+            raise
+    if args.json:
+        print(json.dumps({k: read_json(layout.lab_json)[k] for k in ("api_url", "k8s_url", "kubeconfig", "namespace")}))
+    else:
+        print("lab up in %s: api %s, kubernetes %s (KUBECONFIG=%s)" % (
+            layout.dir, info["api_url"], info["k8s_url"], layout.kubeconfig))
+    return 0
+
+
+def wait_up(layout, proc, info, timeout):
+    client = LabClient(layout.dir, require_running=False)
+    client.info = info
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            lines = open(layout.supervisor_log, encoding="utf-8", errors="replace").read().strip().splitlines()
+            raise LabError("the supervisor exited (%s): %s" % (proc.returncode, lines[-1] if lines else "no log"))
+        if client.ready(timeout=2)[0] == 200:
+            return
+        time.sleep(0.05)
+    raise LabError("the lab did not become ready within %ds (see %s)" % (timeout, layout.supervisor_log))
+
+
+def cmd_down(args):
+    layout = Layout(args.dir)
+    info = read_json(layout.lab_json)
+    if not info or info.get("status") == "stopped":
+        raise LabError("no lab is running in %s" % layout.dir)
+    with dir_lock(layout):
+        stopped = stop_everything(layout, info)
+    print("lab in %s stopped (%s)" % (layout.dir, ", ".join(stopped) or "nothing was left running"))
+    return 0
+
+
+def cmd_status(args):
+    layout = Layout(args.dir)
+    info = read_json(layout.lab_json)
+    report = {"dir": layout.dir, "running": False}
+    if info and info.get("status") != "stopped":
+        pids = info.get("pids") or {}
+        report["processes"] = dict((name, {"pid": (ident or {}).get("pid"), "alive": proc_alive(ident)})
+                                   for name, ident in sorted(pids.items()))
+        report["running"] = proc_alive(pids.get("supervisor"))
+        report.update((k, info.get(k)) for k in ("api_url", "k8s_url", "kubeconfig", "namespace", "release",
+                                                 "dsn_mode", "pod", "started_at"))
+        client = LabClient(layout.dir, require_running=False)
+        code, body = client.ready(timeout=5)
+        report["ready"] = {"http_status": code, "body": body}
+        report["faults"] = faults.active(layout)
+        if report["running"]:
+            pod = client.pod()
+            if pod:
+                report["pod_status"] = dict((s["name"], {"ready": s["ready"], "restartCount": s["restartCount"],
+                                                         "state": list(s["state"])[0]})
+                                            for s in pod["status"].get("containerStatuses", []))
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    elif report["running"]:
+        print("lab in %s: running, /ready %s, pod %s, faults: %s" % (
+            layout.dir, report["ready"]["http_status"], report.get("pod"), ", ".join(report["faults"]) or "none"))
+    else:
+        print("lab in %s: not running" % layout.dir)
+    return 0 if report["running"] else 3
+
+
+def cmd_license(args):
+    layout = Layout(args.dir)
+    keys = read_json(layout.keys_json)
+    if not keys:
+        raise LabError("no lab keys in %s: run alexlab up --dir %s first" % (layout.dir, layout.dir))
+    if args.seats < 0 or args.tenants < 0:
+        raise LabError("--seats and --tenants must not be negative")
+    print(labkeys.mint(keys, args.seats, args.tenants, args.tier, args.expires_in, args.key, args.customer))
+    return 0
+
+
+def build_parser():
+    parser = Parser(prog="alexlab", description=__doc__.split("\n")[0])
+    subs = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def sub(name, func, text):
+        command = subs.add_parser(name, help=text, description=text)
+        command.add_argument("--dir", default=default_dir(), help="lab directory (default: .lab/ in the checkout)")
+        command.set_defaults(func=func)
+        return command
+
+    up = sub("up", cmd_up, "start the lab in the background and wait until /ready answers 200")
+    up.add_argument("--dsn", help="use this existing PostgreSQL database as given (tables are created in it)")
+    up.add_argument("--namespace", default=NAMESPACE)
+    up.add_argument("--api-port", type=int, default=0, help="API port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--k8s-port", type=int, default=0, help="Kubernetes facade port (default: a free one)")
+    up.add_argument("--seats", type=int, default=25, help="seat_count of the initial license")
+    up.add_argument("--tenants", type=int, default=5, help="tenant_count of the initial license")
+    up.add_argument("--tier", default="enterprise", choices=["starter", "business", "enterprise"])
+    up.add_argument("--license-days", type=float, default=365.0)
+    up.add_argument("--timeout", type=float, default=60.0)
+    up.add_argument("--json", action="store_true", help="print the URLs as JSON")
+    sub("down", cmd_down, "stop everything the lab started, by pid")
+    status = sub("status", cmd_status, "report processes, /ready, the pod and active faults")
+    status.add_argument("--json", action="store_true")
+
+    brk = sub("break", faults.cmd_break, "inject a fault")
+    brk.add_argument("fault", choices=faults.FAULTS, metavar="FAULT", help="one of: " + ", ".join(faults.FAULTS))
+    brk.add_argument("--tenant", help="audit-tamper, audit-delete: the tenant")
+    brk.add_argument("--seq", help="audit-tamper, audit-delete: A-B or N")
+    brk.add_argument("--resource", default="*", help="rbac-deny: resource (pods, pods/log, secrets, ...), default all")
+    brk.add_argument("--verb", default="*", help="rbac-deny: get, list, watch, create, update, patch, delete")
+    brk.add_argument("--working-set", help="oom: memory the orchestrator needs (default 1.25 x its limit)")
+    brk.add_argument("--no-verify", action="store_true", help="audit faults: do not ask the API to verify")
+    brk.add_argument("--no-wait", action="store_true", help="return without waiting for the symptom")
+    brk.add_argument("--timeout", type=float, default=60.0)
+    heal = sub("heal", faults.cmd_heal, "undo one fault, or all")
+    heal.add_argument("fault", nargs="?", choices=faults.FAULTS, metavar="FAULT")
+    heal.add_argument("--no-wait", action="store_true")
+    heal.add_argument("--timeout", type=float, default=60.0)
+
+    audit = sub("seed-audit", seed.cmd_seed_audit, "load valid audit chains fast (COPY)")
+    audit.add_argument("--tenants", type=int, required=True)
+    audit.add_argument("--rows", type=int, required=True)
+    audit.add_argument("--prefix", default="seed", help="tenant ids are PREFIX-001, PREFIX-002, ...")
+    audit.add_argument("--workers", type=int, default=2)
+    users = sub("seed-users", seed.cmd_seed_users, "add users of different ages (fixtures for the quota scenario)")
+    users.add_argument("--active", type=int, default=0)
+    users.add_argument("--inactive", type=int, default=0)
+    users.add_argument("--inactive-days", type=int, default=90)
+    users.add_argument("--never-active", type=int, default=0)
+    users.add_argument("--tenant", help="tenant for the users (default: the first tenant, or a new `lab`)")
+
+    lic = sub("license", None, "license blobs")
+    lic_subs = lic.add_subparsers(dest="license_command", required=True, parser_class=Parser)
+    mint = lic_subs.add_parser("mint", help="print a blob signed by the lab's issuer key (or another key)")
+    mint.add_argument("--dir", default=argparse.SUPPRESS)
+    mint.add_argument("--seats", type=int, required=True)
+    mint.add_argument("--tenants", type=int, required=True)
+    mint.add_argument("--tier", required=True, choices=["starter", "business", "enterprise"])
+    mint.add_argument("--expires-in", type=float, default=365.0, metavar="DAYS")
+    mint.add_argument("--key", default="issuer", choices=["issuer", "other"])
+    mint.add_argument("--customer", default="Alexandria Lab")
+    mint.set_defaults(func=cmd_license)
+    return parser
 
 
 def main(argv=None):
-    sys.stderr.write("alexlab: not built yet\n")
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except LabError as exc:
+        sys.stderr.write("alexlab: %s\n" % exc)
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("alexlab: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

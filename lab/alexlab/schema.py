@@ -55,3 +55,30 @@ def create_audit_tables(conn, schema="public", table="audit_logs", anchors="audi
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         cur.execute(statement)
     conn.commit()
+
+# The API's own tables (not part of the contract: the collection reads them only through the API).
+_APP = """
+CREATE TABLE IF NOT EXISTS tenants (
+    id             text        PRIMARY KEY,
+    name           text        NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    last_active_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS users (
+    id             bigserial   PRIMARY KEY,
+    username       text        NOT NULL,
+    tenant_id      text        NOT NULL REFERENCES tenants (id),
+    status         text        NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'deactivated')),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    last_active_at timestamptz,
+    UNIQUE (tenant_id, username)
+);
+CREATE INDEX IF NOT EXISTS users_status ON users (status);
+"""
+
+
+def create_app_tables(conn):
+    """Create the API's users and tenants tables (idempotent) in one transaction."""
+    with conn.cursor() as cur:
+        cur.execute(_APP)
+    conn.commit()

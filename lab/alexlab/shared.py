@@ -1,0 +1,24 @@
+"""The collection's pure codecs, reused as they are (never copied).
+
+Inside the venv the collection is importable as `ansible_collections.alexandria.ee`; from a bare
+checkout the files are loaded from `plugins/module_utils/` next to `lab/`.
+"""
+import importlib.util
+import os
+
+try:
+    from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain, license_codec
+except ImportError:  # pragma: no cover - only outside the venv
+    _base = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "plugins", "module_utils")
+
+    def _load(name):
+        spec = importlib.util.spec_from_file_location("alexlab_shared_" + name, os.path.join(_base, name + ".py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    audit_chain = _load("audit_chain")
+    license_codec = _load("license_codec")
+
+__all__ = ["audit_chain", "license_codec"]
