@@ -85,11 +85,12 @@ def table_state(conn, tables=None):
     tables = tables or audit_store.AuditTables()
     state = {}
     with conn.cursor() as cur:
-        for ident, order in ((tables.logs, "tenant_id, seq"), (tables.anchors, "tenant_id, resume_seq"),
-                             (tables.quarantine, "tenant_id, seq")):
+        for name, ident, order in (("logs", tables.logs, "tenant_id, seq"),
+                                   ("anchors", tables.anchors, "tenant_id, resume_seq"),
+                                   ("quarantine", tables.quarantine, "tenant_id, seq")):
             cur.execute(sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY {}), ''))"
                                 " FROM {} t").format(sql.SQL(order), ident))
-            state[ident.as_string(cur)] = cur.fetchone()
+            state[name] = cur.fetchone()
     conn.rollback()
     return state
 
@@ -121,3 +122,49 @@ def run_module_process(module_name, args, env=None, **popen):
         json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
     return subprocess.Popen([sys.executable, "-m", "ansible_collections.alexandria.ee.plugins.modules." + module_name,
                              path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO, **popen)
+
+
+def write_audit(conn, tenant, action, key=KEY, tables=None, payload=None):
+    """One audit write exactly as the contract's writers do it; returns the seq written.
+
+    Raises ChainBroken when the tenant's tip does not verify (the API answers 409 then).
+    """
+    tables = tables or audit_store.AuditTables()
+    with conn.cursor() as cur:
+        cur.execute(ac.TENANT_LOCK_SQL, (tenant,))
+        cur.execute(sql.SQL("SELECT seq, occurred_at, actor, action, payload::text, prev_hmac, row_hmac FROM {} "
+                            "WHERE tenant_id = %s ORDER BY seq DESC LIMIT 2").format(tables.logs), (tenant,))
+        tip = cur.fetchall()
+        cur.execute(sql.SQL("SELECT resume_seq, resume_prev_hmac, retired_last_seq FROM {} WHERE tenant_id = %s")
+                    .format(tables.anchors), (tenant,))
+        anchors = dict((r[0], r) for r in cur.fetchall())
+        cur.execute(sql.SQL("SELECT max(seq) FROM {} WHERE tenant_id = %s").format(tables.quarantine), (tenant,))
+        quarantined = cur.fetchone()[0] or 0
+        if tip:
+            last = tip[0]
+            message = ac.row_message(tenant, last[0], last[1], last[2], last[3], last[4], last[5])
+            link = tip[1][6] if len(tip) > 1 and tip[1][0] == last[0] - 1 else (
+                anchors[last[0]][1] if last[0] in anchors else (ac.GENESIS if last[0] == 1 else None))
+            if ac.row_hmac(key, message) != last[6] or (link is not None and link != last[5]):
+                conn.rollback()
+                raise ChainBroken("audit chain broken: tenant %r seq %d" % (tenant, last[0]))
+        top = max([tip[0][0] if tip else 0, quarantined] + [a[2] for a in anchors.values()])
+        seq = top + 1
+        if tip and tip[0][0] == seq - 1:
+            prev = tip[0][6]
+        elif seq in anchors:
+            prev = anchors[seq][1]
+        else:
+            prev = ac.GENESIS
+        cur.execute("SELECT now()")
+        now = cur.fetchone()[0]
+        payload = payload if payload is not None else {"n": seq}
+        digest = ac.row_hmac(key, ac.row_message(tenant, seq, now, "writer", action, payload, prev))
+        cur.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)").format(tables.logs),
+                    (tenant, seq, now, "writer", action, ac.jsonb_text(payload), prev, digest))
+    conn.commit()
+    return seq
+
+
+class ChainBroken(Exception):
+    pass
