@@ -111,8 +111,8 @@ class App:
             return "orchestrator.sock: no such file or directory"
         channel = grpc.insecure_channel("unix:" + local[2:], options=[("grpc.enable_retries", 0)])
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
-                                                             timeout=self.deadline)
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=self.deadline)
             if reply.status == health_pb2.HealthCheckResponse.SERVING:
                 return None
             reason = "orchestrator not serving"

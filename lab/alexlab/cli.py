@@ -77,28 +77,31 @@ def prepare_database(layout, dsn_arg):
         except Exception as exc:  # pgserver raises several types; one line is what the operator needs
             raise LabError("cannot start the embedded PostgreSQL in %s: %s" % (layout.pgdata, exc))
         ident, mode = proc_identity(pid), "embedded"
-        conn = psycopg2.connect(admin_dsn)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,))
-            if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
-                    sql.Identifier(DATABASE_NAME)))
-        conn.close()
         dsn = pg.dsn_for_database(admin_dsn, DATABASE_NAME)
     try:
+        if mode == "embedded":
+            conn = psycopg2.connect(admin_dsn)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,))
+                if cur.fetchone() is None:
+                    cur.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
+                        sql.Identifier(DATABASE_NAME)))
+            conn.close()
         conn = psycopg2.connect(dsn, connect_timeout=5)
+        try:
+            schema.create_audit_tables(conn)
+            schema.create_app_tables(conn)
+        finally:
+            conn.close()
     except psycopg2.Error as exc:
-        raise LabError("cannot connect to PostgreSQL (%s): %s" % (mode, str(exc).strip().splitlines()[0]))
-    try:
-        schema.create_audit_tables(conn)
-        schema.create_app_tables(conn)
-    finally:
-        conn.close()
+        if mode == "embedded":
+            stop_everything(layout, {"dsn_mode": mode, "pids": {"postgres": ident}}, record=False)
+        raise LabError("cannot prepare PostgreSQL (%s): %s" % (mode, str(exc).strip().splitlines()[0]))
     return dsn, ident, mode
 
 
-def stop_everything(layout, info, quiet=False):
+def stop_everything(layout, info, record=True):
     """Stop what lab.json records, by pid: supervisor (it stops the pod), leftovers, then PostgreSQL."""
     pids = info.get("pids") or {}
     stopped = []
@@ -123,8 +126,9 @@ def stop_everything(layout, info, quiet=False):
             if not kill_ident(postgres, signal.SIGTERM, wait=10):
                 kill_ident(postgres, signal.SIGKILL, wait=5)
             stopped.append("postgres")
-    info.update(status="stopped", pids={}, pod=None, stopped_at=rfc3339())
-    write_json(layout.lab_json, info)
+    if record:
+        info.update(status="stopped", pids={}, pod=None, stopped_at=rfc3339())
+        write_json(layout.lab_json, info)
     return stopped
 
 
@@ -151,42 +155,48 @@ def cmd_up(args):
         keys = labkeys.load_or_create(layout)
         blob = labkeys.mint(keys, args.seats, args.tenants, args.tier, args.license_days)
         dsn, pg_ident, mode = prepare_database(layout, args.dsn)
-        k8s_url = "https://127.0.0.1:%d" % ports["k8s_port"]
-        info = {
-            "version": 1, "dir": layout.dir, "status": "starting", "started_at": rfc3339(),
-            "api_url": "http://127.0.0.1:%d" % ports["api_port"], "k8s_url": k8s_url, "kubeconfig": layout.kubeconfig,
-            "k8s_ca": pki.ensure(layout)[0],
-            "namespace": args.namespace, "release": RELEASE, "dsn": dsn, "dsn_mode": mode,
-            "admin_token": keys["admin_token"], "k8s_token": keys["k8s_token"], "hmac_key": keys["hmac_key"],
-            "issuer_public_key": labkeys.issuer_public_pem(keys), "license_blob": blob,
-            "pids": {"postgres": pg_ident}, "pgdata": layout.pgdata if mode == "embedded" else None,
-        }
-        info.update(ports)
-        write_kubeconfig(layout, k8s_url, keys["k8s_token"], args.namespace)
-        os.makedirs(layout.faults, exist_ok=True)
-        for stale in os.listdir(layout.faults):  # process and Secret faults end with the lab
-            if stale in ("orchestrator-crash.json", "orchestrator-hang.json", "oom.json", "rbac-deny.json",
-                         "license.json", "audit-key-mismatch.json"):
-                os.unlink(os.path.join(layout.faults, stale))
-        write_json(layout.lab_json, info)
-        with open(layout.supervisor_log, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "alexlab.supervisor", "--dir", layout.dir],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True)
-        info["pids"]["supervisor"] = proc_identity(proc.pid)
-        info["status"] = "running"
-        write_json(layout.lab_json, info)
+        info = {"status": "starting", "dsn_mode": mode, "pids": {"postgres": pg_ident}}
         try:
-            wait_up(layout, proc, info, args.timeout)
+            info = start_supervisor(layout, args, ports, keys, blob, dsn, pg_ident, mode)
         except BaseException:
             stop_everything(layout, read_json(layout.lab_json) or info)
             raise
     if args.json:
-        print(json.dumps({k: read_json(layout.lab_json)[k] for k in ("api_url", "k8s_url", "kubeconfig", "namespace")}))
+        print(json.dumps({k: info[k] for k in ("api_url", "k8s_url", "kubeconfig", "namespace")}))
     else:
         print("lab up in %s: api %s, kubernetes %s (KUBECONFIG=%s)" % (
             layout.dir, info["api_url"], info["k8s_url"], layout.kubeconfig))
     return 0
+
+
+def start_supervisor(layout, args, ports, keys, blob, dsn, pg_ident, mode):
+    """Write lab.json and the kubeconfig, daemonize the supervisor, wait for /ready; returns lab.json."""
+    k8s_url = "https://127.0.0.1:%d" % ports["k8s_port"]
+    info = {
+        "version": 1, "dir": layout.dir, "status": "starting", "started_at": rfc3339(),
+        "api_url": "http://127.0.0.1:%d" % ports["api_port"], "k8s_url": k8s_url, "kubeconfig": layout.kubeconfig,
+        "k8s_ca": pki.ensure(layout)[0],
+        "namespace": args.namespace, "release": RELEASE, "dsn": dsn, "dsn_mode": mode,
+        "admin_token": keys["admin_token"], "k8s_token": keys["k8s_token"], "hmac_key": keys["hmac_key"],
+        "issuer_public_key": labkeys.issuer_public_pem(keys), "license_blob": blob,
+        "pids": {"postgres": pg_ident}, "pgdata": layout.pgdata if mode == "embedded" else None,
+    }
+    info.update(ports)
+    write_kubeconfig(layout, k8s_url, keys["k8s_token"], args.namespace)
+    os.makedirs(layout.faults, exist_ok=True)
+    for stale in faults.PROCESS_AND_SECRET_FAULTS:  # they end with the lab; data faults stay with the data
+        if os.path.exists(os.path.join(layout.faults, stale + ".json")):
+            os.unlink(os.path.join(layout.faults, stale + ".json"))
+    write_json(layout.lab_json, info)
+    with open(layout.supervisor_log, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "alexlab.supervisor", "--dir", layout.dir],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    info["pids"]["supervisor"] = proc_identity(proc.pid)
+    info["status"] = "running"
+    write_json(layout.lab_json, info)
+    wait_up(layout, proc, info, args.timeout)
+    return info
 
 
 def wait_up(layout, proc, info, timeout):
@@ -198,7 +208,10 @@ def wait_up(layout, proc, info, timeout):
             lines = open(layout.supervisor_log, encoding="utf-8", errors="replace").read().strip().splitlines()
             raise LabError("the supervisor exited (%s): %s" % (proc.returncode, lines[-1] if lines else "no log"))
         if client.ready(timeout=2)[0] == 200:
-            return
+            pod = client.pod()
+            conditions = dict((c["type"], c["status"]) for c in ((pod or {}).get("status") or {}).get("conditions", []))
+            if conditions.get("Ready") == "True":
+                return
         time.sleep(0.05)
     raise LabError("the lab did not become ready within %ds (see %s)" % (timeout, layout.supervisor_log))
 

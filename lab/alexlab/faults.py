@@ -16,6 +16,8 @@ from alexlab.shared import audit_chain as ac
 FAULTS = ("orchestrator-crash", "orchestrator-hang", "oom", "license-corrupt", "license-missing", "license-expired",
           "seats-exhausted", "tenants-exhausted", "audit-tamper", "audit-delete", "audit-key-mismatch", "rbac-deny")
 LICENSE_FAULTS = ("license-corrupt", "license-missing", "license-expired")
+PROCESS_AND_SECRET_FAULTS = ("orchestrator-crash", "orchestrator-hang", "oom", "rbac-deny", "audit-key-mismatch") + \
+    LICENSE_FAULTS
 COLUMNS = "tenant_id, seq, occurred_at, actor, action, payload, prev_hmac, row_hmac"
 
 
@@ -308,6 +310,7 @@ def heal_one(client, name, record, wait, timeout):
             conn.close()
         _forget(layout, name)
     elif name in ("audit-tamper", "audit-delete"):
+        lost = []
         conn = client.connect()
         try:
             with conn.cursor() as cur:
@@ -323,6 +326,13 @@ def heal_one(client, name, record, wait, timeout):
                     else:
                         cur.execute("INSERT INTO audit_logs (" + COLUMNS + ") SELECT " + COLUMNS +
                                     " FROM alexlab_restore ON CONFLICT DO NOTHING")
+                    restored = cur.rowcount
+                    cur.execute("SELECT count(*) FROM alexlab_restore")
+                    saved = cur.fetchone()[0]
+                    if restored != saved:
+                        lost.append("tenant %r seq %d-%d: %d of %d rows could not be put back (%s)" % (
+                            entry["tenant"], entry["first"], entry["last"], saved - restored, saved,
+                            "retired or deleted since" if name == "audit-tamper" else "their seq was written again"))
             conn.commit()
         finally:
             conn.close()
@@ -331,6 +341,8 @@ def heal_one(client, name, record, wait, timeout):
                 os.unlink(entry["file"])
         _forget(layout, name)
         _verify(client)
+        if lost:
+            raise LabError("%s healed only in part: %s" % (name, "; ".join(lost)))
     elif name == "audit-key-mismatch":
         client.set_secret_value(client.release, "audit-hmac-key", base64.b64decode(record["original_b64"]))
         _forget(layout, name)
@@ -357,4 +369,3 @@ def cmd_heal(args):
     else:
         print("healed: %s" % ", ".join(healed))
     return 0
-

@@ -348,7 +348,11 @@ class Handler(BaseHTTPRequestHandler):
         rv_text = query.get("resourceVersion") or ""
         self._start_stream("application/json")
 
+        table = self._wants_table(resource)
+
         def send(kind, obj):
+            if table and kind != "ERROR":
+                obj = kobjects.to_table(resource, [obj], query.get("includeObject"), obj["metadata"]["resourceVersion"])
             self._chunk(json.dumps({"type": kind, "object": obj}).encode("utf-8") + b"\n")
 
         try:
@@ -578,4 +582,3 @@ def make_server(sup, port, cert, key):
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()
     return server
-

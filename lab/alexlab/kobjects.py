@@ -71,7 +71,9 @@ def deployment_obj(namespace, release, api_addr, issuer_pem):
          "volumeMounts": copy.deepcopy(mount)},
         {"name": "orchestrator", "image": "alexandria/orchestrator:lab", "imagePullPolicy": "IfNotPresent",
          "env": [{"name": "ALEX_ORCHESTRATOR_SOCKET", "value": SOCKET_PATH}],
-         "readinessProbe": {"grpc": {"port": 0, "service": ""}, "periodSeconds": 2, "timeoutSeconds": 1},
+         "readinessProbe": {"exec": {"command": ["grpc_health_probe", "-addr=unix://" + SOCKET_PATH,
+                                                 "-connect-timeout=1s", "-rpc-timeout=1s"]},
+                            "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 1},
          "resources": {"limits": {"memory": "128Mi"}, "requests": {"cpu": "50m", "memory": "64Mi"}},
          "volumeMounts": copy.deepcopy(mount)},
     ]
@@ -138,7 +140,7 @@ def event_obj(namespace, involved, reason, message, kind="Normal", component="ku
     name = "%s.%s" % (involved["name"], uuid.uuid4().hex[:16])
     return {"apiVersion": "v1", "kind": "Event", "metadata": meta(namespace, name),
             "involvedObject": dict(involved), "reason": reason, "message": message, "type": kind,
-            "source": {"component": component, "host": NODE if component == "kubelet" else None},
+            "source": dict({"component": component}, **({"host": NODE} if component == "kubelet" else {})),
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
             "reportingComponent": component, "reportingInstance": NODE if component == "kubelet" else ""}
 

@@ -56,6 +56,7 @@ def create_audit_tables(conn, schema="public", table="audit_logs", anchors="audi
         cur.execute(statement)
     conn.commit()
 
+
 # The API's own tables (not part of the contract: the collection reads them only through the API).
 _APP = """
 CREATE TABLE IF NOT EXISTS tenants (

@@ -98,8 +98,8 @@ class Supervisor:
         info, ns, rel = self.info, self.namespace, self.release
         put = self.store.put
         put("namespaces", kobjects.namespace_obj(ns))
-        put("secrets", kobjects.secret_obj(ns, rel, {"database-dsn": info["dsn"], "audit-hmac-key": info["hmac_key"],
-                                                    "admin-token": info["admin_token"]}, kobjects.labels_for(rel)))
+        main = {"database-dsn": info["dsn"], "audit-hmac-key": info["hmac_key"], "admin-token": info["admin_token"]}
+        put("secrets", kobjects.secret_obj(ns, rel, main, kobjects.labels_for(rel)))
         put("secrets", kobjects.secret_obj(ns, rel + "-license", {"license.blob": info["license_blob"]},
                                            kobjects.labels_for(rel)))
         put("services", kobjects.service_obj(ns, rel))
@@ -242,8 +242,9 @@ class Supervisor:
 
     def resolve_env(self, spec):
         env = {b"PATH": os.environb.get(b"PATH", b"/usr/bin:/bin"), b"LANG": b"C.UTF-8", b"PYTHONUNBUFFERED": b"1",
-               b"PYTHONDONTWRITEBYTECODE": b"1", b"PYTHONPATH": LAB_PACKAGE_DIR.encode(),
-               b"ALEXLAB_FAULTS_DIR": self.layout.faults.encode(), b"HOME": self.pod.dir.encode()}
+               b"PYTHONDONTWRITEBYTECODE": b"1", b"PYTHONPATH": LAB_PACKAGE_DIR.encode(), b"HOME": self.pod.dir.encode()}
+        if spec["name"] == "orchestrator":  # where the chaos tool drops its faults; the API never sees it
+            env[b"ALEXLAB_FAULTS_DIR"] = self.layout.faults.encode()
         for item in spec.get("env") or []:
             if "value" in item:
                 env[item["name"].encode()] = str(item["value"]).encode("utf-8")
@@ -342,50 +343,54 @@ class Supervisor:
     # -- readiness probes ---------------------------------------------------------------------
 
     def probe_loop(self, pod, c):
+        """Readiness, every periodSeconds; every 0.1 s while the container has not answered yet since it started."""
         period = (c.spec.get("readinessProbe") or {}).get("periodSeconds", 2)
+        answered_run = None
         while not pod.stopped.is_set() and not self.stopping.is_set():
             run = c.runs
             if c.proc is None:
-                ok, message = False, None
+                ok, message, answered = False, None, False
             elif c.name == "api":
-                ok, message = self.probe_http()
+                ok, message, answered = self.probe_http()
             else:
-                ok, message = self.probe_grpc(pod)
+                ok, message, answered = self.probe_grpc(pod)
             if run == c.runs and not pod.stopped.is_set():
+                if answered:
+                    answered_run = run
                 if ok != c.ready:
                     c.ready = ok
                     self.wake()
                 if message and c.proc is not None and time.monotonic() - c.started_mono > 2:
                     self.event(pod.obj, "Unhealthy", "Readiness probe failed: %s" % message, "Warning",
                                field_path="spec.containers{%s}" % c.name)
-            fresh = c.started_mono is not None and time.monotonic() - c.started_mono < 10
-            pod.stopped.wait(0.2 if (fresh and not c.ready) else period)
+            pod.stopped.wait(period if answered_run == c.runs else 0.1)
 
     def probe_http(self):
+        """(ready, failure message, whether the server answered at all)."""
         url = "http://127.0.0.1:%d/ready" % self.info["api_port"]
         try:
             with NO_PROXY.open(url, timeout=3) as resp:
-                return resp.status == 200, None
+                return resp.status == 200, None, True
         except urllib.error.HTTPError as exc:
-            return False, "HTTP probe failed with statuscode: %d" % exc.code
+            return False, "HTTP probe failed with statuscode: %d" % exc.code, True
         except (OSError, ValueError) as exc:
-            return False, 'Get "http://127.0.0.1:8080/ready": %s' % getattr(exc, "reason", exc)
+            return False, 'Get "http://127.0.0.1:8080/ready": %s' % getattr(exc, "reason", exc), False
 
     @staticmethod
     def probe_grpc(pod):
         local = os.path.relpath(os.path.join(pod.dir, SOCKET_PATH.lstrip("/")))
         if not os.path.exists(local):
-            return False, 'timeout: failed to connect service "unix://%s" within 1s' % SOCKET_PATH
+            return False, 'timeout: failed to connect service "unix://%s" within 1s' % SOCKET_PATH, False
         channel = grpc.insecure_channel("unix:" + local)
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
             if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return True, None
-            return False, "service unhealthy (responded with %s)" % reply.status
+                return True, None, True
+            return False, "service unhealthy (responded with %s)" % reply.status, True
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return False, "timeout: health rpc did not complete within 1s"
-            return False, "error: health rpc failed: %s" % exc.code().name
+                return False, "timeout: health rpc did not complete within 1s", True
+            return False, "error: health rpc failed: %s" % exc.code().name, False
         finally:
             channel.close()
 
