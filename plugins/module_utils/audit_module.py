@@ -170,8 +170,8 @@ def scope_words(tenants):
         for seg in res["segments"]:
             span = "%d" % seg["first_seq"] if seg["first_seq"] == seg["last_seq"] else \
                 "%d-%d" % (seg["first_seq"], seg["last_seq"])
-            parts.append("%s seq %s (%d %s)" % (seg["kind"], span, seg["rows"],
-                                                "missing" if seg["kind"] == "seq_gap" else "rows"))
+            noun = "missing" if seg["kind"] == "seq_gap" else ("row" if seg["rows"] == 1 else "rows")
+            parts.append("%s seq %s (%d %s)" % (seg["kind"], span, seg["rows"], noun))
         cause = res.get("probable_cause")
         lines.append("tenant %r: %s%s" % (tenant_id, ", ".join(parts), "; probable cause %s" % cause if cause else ""))
     return lines

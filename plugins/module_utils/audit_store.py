@@ -20,7 +20,6 @@ __metaclass__ = type
 
 import datetime
 import hashlib
-import hmac
 import multiprocessing
 import multiprocessing.util
 import os
@@ -686,6 +685,21 @@ def write_json_atomic(path, data):
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
             handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def write_text_atomic(path, text):
+    """Write UTF-8 text to path through a 0600 temp file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = _mkstemp(directory, os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(tmp, path)

@@ -12,8 +12,8 @@ module: alex_audit_backup
 short_description: Take, verify and restore the PostgreSQL backup that guards an audit chain retirement
 version_added: 0.1.0
 description:
-  - O(state=present) takes the runbook's "Postgres backup taken immediately before the operation" of scenario 3:
-    C(pg_dump --format=custom) of the whole database, on a snapshot the module exported so that the row count
+  - O(state=present) takes the runbook's "Postgres backup taken immediately before the operation" of scenario 3,
+    a C(pg_dump --format=custom) of the whole database, on a snapshot the module exported so that the row count
     and fingerprint it records for each audit table describe exactly the dumped rows.
   - The dump is written to a temporary file beside O(dest) and renamed (mode C(0600)) only after it was read
     back. C(pg_restore --list) must show the archive header and a C(TABLE DATA) entry for every audit table.
@@ -31,7 +31,7 @@ description:
     C(pginstall/bin), and takes the closest major version not older than the server's.
     The database password reaches the client programs only through their environment, never their arguments.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.postgres
@@ -206,7 +206,7 @@ def main():
     dest = p["dest"]
     result = dict(changed=False, dest=dest, manifest=p["manifest"] or dest + ".manifest.json", sha256=None,
                   backup=None, tools=None)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+    if not (module.check_mode and p["state"] == "present") and not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
         module.fail_json(msg="the directory of dest %s does not exist" % dest, **result)
     creds = am.resolve_credentials(module, need_key=False)
     tables = am.tables_from_params(p)

@@ -21,11 +21,11 @@ description:
     C(segments)), the row count, the byte count and SHA-256 of the file, the database identity and the time.
   - Rows, segments and the file come from one consistent snapshot.
   - Idempotent. When O(dest) and its manifest already match what the database prints now for the same
-    selection, nothing is written and RV(changed) is C(false).
+    selection, nothing is written and C(changed) is C(false).
   - An existing capture that differs is never overwritten unless O(force=true). It is evidence.
   - M(alexandria.ee.alex_audit_retire) only retires rows a capture manifest holds and that still match it.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.postgres
@@ -100,6 +100,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+tenant:
+  description: The tenant id captured.
+  returned: always
+  type: str
+  sample: acme
 dest:
   description: Path of the CSV file.
   returned: success
@@ -193,13 +198,13 @@ def main():
     manifest_path = p["manifest"] or dest + ".manifest.json"
     if selection == "range" and p["last_seq"] < p["first_seq"]:
         module.fail_json(msg="last_seq (%d) is before first_seq (%d)" % (p["last_seq"], p["first_seq"]))
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+    if not module.check_mode and not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
         module.fail_json(msg="the directory of dest %s does not exist" % dest)
     creds = am.resolve_credentials(module, need_key=selection == "segments")
     tables = am.tables_from_params(p)
     workers = am.workers_from_params(module)
     conn = None
-    result = dict(changed=False, dest=dest, manifest=manifest_path, capture=None, segments=None)
+    result = dict(changed=False, tenant=tenant, dest=dest, manifest=manifest_path, capture=None, segments=None)
     try:
         conn = creds.connect()
         with audit_store.SnapshotTransaction(conn, export=workers > 1 and selection == "segments") as txn:

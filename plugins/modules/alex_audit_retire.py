@@ -34,10 +34,10 @@ description:
     (O(lock_verify=incremental)) a fingerprint proves the rows seen then are unchanged and only the rows written
     since are verified. After the move only the row after each retired run can change its verdict, so those are
     verified again. O(lock_verify=full) verifies the whole tenant twice under the lock instead.
-  - Idempotent. When the tenant verifies there is nothing to do and RV(changed) is C(false), whatever the
+  - Idempotent. When the tenant verifies there is nothing to do and C(changed) is C(false), whatever the
     preconditions.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.postgres
@@ -142,6 +142,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+tenant:
+  description: The tenant id.
+  returned: always
+  type: str
+  sample: acme
 plan:
   description: What is (or would be) retired.
   returned: success
@@ -288,7 +293,7 @@ def main():
         backup=dict(type="path"),
         backup_manifest=dict(type="path"),
         max_backup_age=dict(type="str", default="1h"),
-        key_mismatch_fraction=dict(type="float", default=0.5),
+        key_mismatch_fraction=dict(type="float", default=0.5, no_log=False),
         lock_verify=dict(type="str", default="incremental", choices=["incremental", "full"]),
         lock_timeout=dict(type="str", default="30s"),
     )
@@ -305,7 +310,7 @@ def main():
     creds = am.resolve_credentials(module)
     tables = am.tables_from_params(p)
     workers = am.workers_from_params(module)
-    result = dict(changed=False, plan=None, anchors=[], missing=[], moved=0, lock_seconds=None,
+    result = dict(changed=False, tenant=tenant, plan=None, anchors=[], missing=[], moved=0, lock_seconds=None,
                   verify_under_lock=None)
     conn = None
     try:
@@ -357,8 +362,8 @@ def main():
         result.update(anchors=[], msg="tenant %r verified under the lock: nothing to retire" % tenant)
         module.exit_json(**result)
     if done["anchors"] != anchors:
-        result["plan"] = plan_of(dict(first, runs=done["runs"], result=dict(first["result"],
-                                                                           segments=done["segments"])))
+        now = dict(first["result"], segments=done["segments"])
+        result["plan"] = plan_of(dict(first, runs=done["runs"], result=now))
     msg = "audit chain anchor reset: tenant %r, %d rows moved to %s.%s, anchors at resume_seq %s (sign-off %s)" % (
         tenant, done["moved"], tables.schema, tables.quarantine_table,
         ", ".join(str(a["resume_seq"]) for a in done["anchors"]), signoff)
