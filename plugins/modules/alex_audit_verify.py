@@ -21,9 +21,9 @@ description:
     ranges verified by several processes that read one exported snapshot, so the answer is consistent while
     the API keeps writing.
   - When every row of a tenant, or more than O(key_mismatch_fraction) of them, fails its HMAC while the links
-    hold, the probable cause is C(key_mismatch): the rows were written with another key, they are not tampered.
+    hold, the probable cause is C(key_mismatch). The rows were written with another key, they are not tampered.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.attributes.INFO_MODULE
@@ -170,7 +170,7 @@ def main():
     spec = am.audit_argument_spec()
     spec.update(
         tenants=dict(type="list", elements="str"),
-        key_mismatch_fraction=dict(type="float", default=0.5),
+        key_mismatch_fraction=dict(type="float", default=0.5, no_log=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     fraction = module.params["key_mismatch_fraction"]
