@@ -270,7 +270,7 @@ def cmd_license(args):
 
 
 def build_parser():
-    parser = Parser(prog="alexlab", description=__doc__.split("\n")[0])
+    parser = Parser(prog="alexlab", description=__doc__.split("\n", maxsplit=1)[0])
     subs = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def sub(name, func, text):

@@ -66,7 +66,7 @@ class LabHandle:
         argv = [ALEXLAB] + list(args) + ["--dir", self.dir]
         if args and args[0] == "license":
             argv = [ALEXLAB, "license", "--dir", self.dir] + list(args[1:])
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("alexlab %s failed (%d): %s" % (" ".join(args), proc.returncode, proc.stderr.strip()))
         return proc
@@ -74,7 +74,7 @@ class LabHandle:
     def kubectl(self, *args, check=True, timeout=120, input_text=None):
         env = dict(os.environ, KUBECONFIG=self.info["kubeconfig"], HOME=self.dir)
         proc = subprocess.run([kubectl_path()] + list(args), capture_output=True, text=True, timeout=timeout,
-                              env=env, input=input_text)
+                              env=env, input=input_text, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("kubectl %s failed: %s" % (" ".join(args), proc.stderr.strip()))
         return proc

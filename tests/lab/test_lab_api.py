@@ -118,8 +118,8 @@ def test_audit_writes_form_a_chain_postgres_prints(lab):
         code, body = lab.api("POST", "/api/v1/tenants/tab%09ten'ant/audit",
                              {"actor": "eve\tthe\\admin", "action": "export\r\n", "payload": payload})
         assert code == 201, body
-        assert body["tenant_id"] == "tab\tten'ant" and body["seq"] == index and re.match("^[0-9a-f]{64}$",
-                                                                                          body["row_hmac"])
+        assert body["tenant_id"] == "tab\tten'ant" and body["seq"] == index
+        assert re.match("^[0-9a-f]{64}$", body["row_hmac"])
     result = verify(lab, "tab\tten'ant")["tab\tten'ant"]
     assert result["verified"] and result["rows"] == len(payloads)
     assert lab.api("POST", "/api/v1/tenants/nobody/audit", {"actor": "a", "action": "b"}) == (
@@ -131,8 +131,8 @@ def test_concurrent_writers_never_fork_a_chain(lab):
     lab.api("POST", "/api/v1/tenants", {"id": "busy", "name": "busy"})
 
     def write(index):
-        return lab.api("POST", "/api/v1/tenants/busy/audit", {"actor": "w%d" % index, "action": "x",
-                                                               "payload": {"i": index}})
+        body = {"actor": "w%d" % index, "action": "x", "payload": {"i": index}}
+        return lab.api("POST", "/api/v1/tenants/busy/audit", body)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(write, range(120)))
@@ -171,3 +171,56 @@ def test_seed_users_of_different_ages(lab):
     assert all(ages[i] == (True, False) for i in out["inactive"])
     assert all(ages[i] == (None, True) for i in out["never_active"])
     assert all(users[i]["tenant_id"] == "ages" for i in out["active"] + out["inactive"])
+
+
+def retire(lab, tenant, first, last, resume_prev):
+    """What the retire operation commits: rows to quarantine, one signed anchor (contract section 4)."""
+    key = lab.info["hmac_key"]
+    moved = [line for line in copy_lines(lab, tenant) if first <= ac.split_copy_line(line)[1] <= last]
+    anchor = {"tenant_id": tenant, "resume_seq": last + 1, "resume_prev_hmac": resume_prev,
+              "retired_first_seq": first, "retired_last_seq": last, "retired_rows": len(moved),
+              "retired_sha256": ac.retired_digest(moved), "capture_sha256": "a" * 64, "backup_sha256": "b" * 64,
+              "signoff": "CR-LAB-1", "reason": "hmac_mismatch"}
+    anchor["anchor_hmac"] = ac.anchor_hmac(key, anchor)
+    conn = lab.client.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(ac.TENANT_LOCK_SQL, (tenant,))
+            cur.execute("INSERT INTO audit_quarantine SELECT tenant_id, seq, occurred_at, actor, action, payload, "
+                        "prev_hmac, row_hmac, 'hmac_mismatch', %s FROM audit_logs WHERE tenant_id = %s "
+                        "AND seq BETWEEN %s AND %s", (last + 1, tenant, first, last))
+            cur.execute("DELETE FROM audit_logs WHERE tenant_id = %s AND seq BETWEEN %s AND %s", (tenant, first, last))
+            columns = sorted(anchor)
+            cur.execute("INSERT INTO audit_chain_anchors (%s) VALUES (%s)" % (
+                ", ".join(columns), ", ".join(["%s"] * len(columns))), [anchor[c] for c in columns])
+        conn.commit()
+    finally:
+        conn.close()
+    return anchor
+
+
+def test_anchors_resume_the_chain(lab):
+    lab.cli("seed-audit", "--tenants", "1", "--rows", "10", "--prefix", "anchored")
+    tenant = "anchored-001"
+    hmacs = dict((ac.split_copy_line(line)[1], ac.split_copy_line(line)[4].decode()) for line in copy_lines(lab, tenant))
+    retire(lab, tenant, 4, 6, resume_prev=lab.sql(
+        "SELECT prev_hmac FROM audit_logs WHERE tenant_id = %s AND seq = 7", (tenant,))[0][0])
+    retire(lab, tenant, 9, 10, resume_prev=hmacs[8])  # the tail: the next write links to seq 8
+    code, report = lab.api("POST", "/admin/v1/audit/verify")
+    assert code == 200 and tenant not in report["broken_tenants"]
+    logs = lab.logs("api", tail=200)
+    assert 'audit chain anchor reset: tenant="anchored-001" resume_seq=7 retired=4-6 rows=3' in logs
+    code, body = lab.api("POST", "/api/v1/tenants/%s/audit" % tenant, {"actor": "a", "action": "after"})
+    assert code == 201 and body["seq"] == 11
+    assert lab.sql("SELECT prev_hmac FROM audit_logs WHERE tenant_id = %s AND seq = 11", (tenant,))[0][0] == hmacs[8]
+    assert 'audit chain anchor reset: tenant="anchored-001" resume_seq=11: writes resume' in lab.logs("api", tail=20)
+    anchors = [dict(zip(("tenant_id", "resume_seq", "resume_prev_hmac", "retired_first_seq", "retired_last_seq",
+                         "retired_rows", "retired_sha256", "capture_sha256", "backup_sha256", "signoff", "reason",
+                         "anchor_hmac"), row)) for row in lab.sql(
+        "SELECT tenant_id, resume_seq, resume_prev_hmac, retired_first_seq, retired_last_seq, retired_rows, "
+        "retired_sha256, capture_sha256, backup_sha256, signoff, reason, anchor_hmac FROM audit_chain_anchors")]
+    valid, invalid = ac.check_anchors(lab.info["hmac_key"], anchors)
+    assert invalid == []
+    result = ac.verify_copy_lines(lab.info["hmac_key"], copy_lines(lab, tenant), valid)[tenant]
+    assert result["verified"] and result["rows"] == 6
+    assert lab.api("POST", "/api/v1/tenants/%s/audit" % tenant, {"actor": "a", "action": "next"})[1]["seq"] == 12

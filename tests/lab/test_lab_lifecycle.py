@@ -18,7 +18,7 @@ pytestmark = pytest.mark.lab
 
 
 def run(*args, timeout=120):
-    return subprocess.run([ALEXLAB] + list(args), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([ALEXLAB] + list(args), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def one_line_error(proc, code=1, words=None):
@@ -194,9 +194,14 @@ def test_external_dsn_uses_the_database_as_given(tmp_path, pg_admin_dsn):
         pg.drop_database(pg_admin_dsn, dsn)
 
 
-def test_down_then_up_again_keeps_the_data(tmp_path):
-    handle = LabHandle.up(tmp_path / "lab")
+def test_namespace_option_and_down_then_up_again_keeps_the_data(tmp_path):
+    handle = LabHandle.up(tmp_path / "lab", "--namespace", "ops-lab")
     try:
+        assert handle.info["namespace"] == "ops-lab"
+        pods = handle.kubectl("get", "pods", "-n", "ops-lab", "-l", "app.kubernetes.io/instance=alexandria-ee")
+        assert "2/2" in pods.stdout
+        assert "2/2" in handle.kubectl("get", "pods").stdout  # the kubeconfig's context names the namespace
+        assert "No resources found" in handle.kubectl("get", "pods", "-n", "alexandria").stderr
         assert handle.api("POST", "/api/v1/tenants", {"id": "kept", "name": "Kept"})[0] == 201
         assert handle.cli("down").returncode == 0
         assert lab_processes(tmp_path / "lab") == []
