@@ -277,14 +277,12 @@ class Handler(BaseHTTPRequestHandler):
         verb = {"GET": "get" if name else ("watch" if query.get("watch") in ("1", "true") else "list"),
                 "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}[self.command]
-        if self.command == "POST" and name:
-            raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         full = "%s/%s" % (resource, sub) if sub else resource
-        self._rbac(verb, full, spec["group"], namespace, name)
         allowed = spec.get("sub", {}).get(sub) if sub else spec["verbs"]
-        if allowed is None:
+        if allowed is None:  # exec, attach, portforward, ...
             raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
-        if verb not in allowed:
+        self._rbac(verb, full, spec["group"], namespace, name)
+        if verb not in allowed or (self.command == "POST" and name):
             raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if namespace is not None and namespace != self.sup.namespace:
             if verb in ("list", "watch"):
