@@ -23,6 +23,8 @@ ORCHESTRATOR = "orchestrator"
 
 # The runbook's exact strings (contract section 6).
 SOCKET_MISSING = "orchestrator.sock: no such file or directory"
+# The socket file is left behind by a killed orchestrator: the same cause, worded by the dialer.
+SOCKET_REFUSED = "orchestrator.sock: connection refused"
 DEADLINE_EXCEEDED = "context deadline exceeded"
 LICENSE_INVALID = "license blob invalid"
 LICENSE_SIGNATURE = "license signature verification failed"
@@ -38,12 +40,12 @@ CODES = (
     "unknown",
 )
 
-# code -> (log string, container whose log shows it, container at fault)
+# code -> (log strings, container whose log shows them, container at fault)
 LOG_SIGNALS = (
-    ("orchestrator_socket_missing", SOCKET_MISSING, API, ORCHESTRATOR),
-    ("orchestrator_deadline_exceeded", DEADLINE_EXCEEDED, API, ORCHESTRATOR),
-    ("license_signature_failed", LICENSE_SIGNATURE, API, API),
-    ("license_blob_invalid", LICENSE_INVALID, API, API),
+    ("orchestrator_socket_missing", (SOCKET_MISSING, SOCKET_REFUSED), API, ORCHESTRATOR),
+    ("orchestrator_deadline_exceeded", (DEADLINE_EXCEEDED,), API, ORCHESTRATOR),
+    ("license_signature_failed", (LICENSE_SIGNATURE,), API, API),
+    ("license_blob_invalid", (LICENSE_INVALID,), API, API),
 )
 
 LICENSE_PLAYBOOK = "playbooks/license_renewal.yml"
@@ -83,6 +85,7 @@ SCORE_OOM_STATE = 95
 SCORE_LICENSE_LOG = 85
 SCORE_ORCHESTRATOR_LOG = 80
 SCORE_OOM_EVENT_ONLY = 70
+SCORE_OOM_RUNNING = 75
 SCORE_OOM_RECOVERED = 65
 SCORE_CRASHLOOP_ONLY = 60
 BONUS_PROBE_REASON = 10
@@ -142,6 +145,7 @@ def container_summaries(pod):
             started=status.get("started"),
             restart_count=int(status.get("restartCount") or 0),
             state=_state_words(status.get("state")) or "unknown",
+            running_since=_get(status, "state", "running", "startedAt"),
             state_reason=_first(_get(status, "state", kind, "reason") for kind in ("waiting", "terminated")),
             last_terminated=dict(
                 reason=last.get("reason"),
@@ -312,22 +316,68 @@ def _log_text(logs, pod, container, stream):
     return text if isinstance(text, str) else None
 
 
-def _matches(text, needle):
-    """(positions, lines) of the log lines containing needle; positions count from the end (0 = last line)."""
+def _matches(text, needles):
+    """(positions, lines) of the log lines containing one of needles; positions count from the end (0 = last)."""
     if not text:
         return [], []
     lines = text.splitlines()
-    found = [(len(lines) - 1 - i, line) for i, line in enumerate(lines) if needle in line]
+    found = [(len(lines) - 1 - i, line) for i, line in enumerate(lines) if any(n in line for n in needles)]
     return [p for p, _ in found], [line for _, line in found]
 
 
-def classify(pods, events=None, logs=None, license_secret=None, probe=None, release=None):
+_NOTABLE = re.compile(r"panic|fatal|error|warn|deadlock|killed|out of memory|signal", re.IGNORECASE)
+
+
+def _log_excerpt(logs, pod, container, stream, count=2):
+    """The last `count` notable lines (panic, error, warning...) of a log, else its last line."""
+    text = _log_text(logs, pod, container, stream)
+    if not text:
+        return []
+    lines = [line for line in text.splitlines() if line.strip()]
+    notable = [line for line in lines if _NOTABLE.search(line)]
+    return ["pod %s container %s log (%s): %s" % (pod, container, stream, _clip(line))
+            for line in (notable[-count:] if notable else lines[-1:])]
+
+
+def parse_time(text):
+    """Seconds since the epoch of an RFC 3339 time (2026-11-27T09:52:00Z, with optional fraction or offset)."""
+    match = re.match(r"^(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(Z|z|[+-]\d\d:\d\d)?$",
+                     str(text or "").strip())
+    if not match:
+        return None
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    value = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second
+    value += float(match.group(7) or 0)
+    zone = match.group(8)
+    if zone and zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        value -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return value
+
+
+def _days_from_civil(year, month, day):
+    """Days since 1970-01-01 of a proleptic Gregorian date."""
+    year -= month <= 2
+    era = (year if year >= 0 else year - 399) // 400
+    yoe = year - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+DEFAULT_STABLE_SECONDS = 120
+
+
+def classify(pods, events=None, logs=None, license_secret=None, probe=None, release=None, now=None,
+             stable_seconds=DEFAULT_STABLE_SECONDS):
     """The runbook's decision, as data.
 
     pods: list of v1.Pod dicts (the release's pods). events: list of v1.Event dicts (the namespace's; filtered
     here). logs: {pod: {container: {"current": str|None, "previous": str|None}}}. license_secret: {"name",
     "exists": bool|None, "key": str, "key_present": bool|None} or None when unknown. probe: the result of
-    probing /ready ({"ready": bool, "status": int|None, "reason": str|None}) or None.
+    probing /ready ({"ready": bool, "status": int|None, "reason": str|None}) or None. now: the current time
+    (seconds since the epoch) or None; with it, a container that was OOMKilled and has been running again for
+    less than stable_seconds is still crash-looping (an OOM loop serves in between kills), not recovered.
 
     Returns {"causes": [...], "pods": [...], "events": [...]} where causes are
     {code, container, evidence, next_step, confidence} ordered by confidence (highest first); exactly one
@@ -367,25 +417,41 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
     # -- 2. container states (runbook step 4 and the crash loop of step 2)
     oom_containers = set()
     crashloop = set()
+    blocking = set()  # current causes even while /ready answers 200
     for summary in summaries:
         for cont in summary["containers"]:
             where = "pod %s container %s" % (summary["name"], cont["name"])
             last = cont["last_terminated"] or {}
             state_oom = cont["state_reason"] == "OOMKilled"
             if last.get("reason") == "OOMKilled" or state_oom:
-                # Running and ready again since the kill: history, ranked low; otherwise the current cause.
-                recovered = cont["ready"] and cont["state"].startswith("running")
+                # Running and ready again, for long enough: history, ranked low. Otherwise the current cause.
+                running = cont["state"].startswith("running")
+                recovered = cont["ready"] and running
+                started = parse_time(cont["running_since"]) if running else None
+                uptime = max(0, int(now - started)) if (now is not None and started is not None) else None
+                flapping = recovered and uptime is not None and uptime < stable_seconds
+                if flapping:
+                    recovered = False
                 if not recovered:
                     oom_containers.add(cont["name"])
-                cand = candidate("oom_killed", cont["name"], SCORE_OOM_RECOVERED if recovered else SCORE_OOM_STATE)
-                if recovered:
-                    cand.add("%s state: %s, ready since the kill" % (where, cont["state"]))
+                score = (SCORE_OOM_RECOVERED if recovered else SCORE_OOM_STATE if flapping or not running
+                         else SCORE_OOM_RUNNING)
+                cand = candidate("oom_killed", cont["name"], score)
+                if flapping:
+                    blocking.add("oom_killed")
+                    cand.add("%s state: %s, ready, but only for %ds since the OOM kill (less than %ds): the "
+                             "next kill is likely" % (where, cont["state"], uptime, stable_seconds))
+                elif recovered:
+                    cand.add("%s state: %s, ready since the kill%s" % (
+                        where, cont["state"], " (%ds)" % uptime if uptime is not None else ""))
                 if last.get("reason") == "OOMKilled":
                     cand.add("%s lastState.terminated: reason=OOMKilled exitCode=%s finishedAt=%s restartCount=%d"
                              % (where, last.get("exit_code"), last.get("finished_at"), cont["restart_count"]))
                 if state_oom:
                     cand.add("%s state: %s" % (where, cont["state"]))
                 cand.add("%s memory limit: %s" % (where, cont["memory_limit"] or "none set"))
+                for line in _log_excerpt(logs, summary["name"], cont["name"], "previous", count=1):
+                    cand.add(line)
                 cand.extra.setdefault("memory_limit", cont["memory_limit"])
             elif cont["state_reason"] in ("CrashLoopBackOff", "Error") or (
                     last and last.get("exit_code") not in (None, 0) and not cont["ready"]):
@@ -414,19 +480,19 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
 
     # -- 4. the api container's log tails (runbook step 2 and 3)
     order = []
-    for code, needle, log_container, fault_container in LOG_SIGNALS:
+    for code, needles, log_container, fault_container in LOG_SIGNALS:
         lines_found = []
         nearest = None
         for summary in summaries:
             for stream in ("current", "previous"):
                 text = _log_text(logs, summary["name"], log_container, stream)
-                positions, lines = _matches(text, needle)
+                positions, lines = _matches(text, needles)
                 if not lines:
                     continue
                 if stream == "current" and (nearest is None or positions[-1] < nearest):
                     nearest = positions[-1]
                 lines_found.append((summary["name"], stream, lines))
-        in_probe = needle in probe_reason
+        in_probe = any(n in probe_reason for n in needles)
         if not lines_found and not in_probe:
             continue
         if code == "license_blob_invalid" and secret_missing:
@@ -442,8 +508,8 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
             for line in shown:
                 cand.add("pod %s container %s log (%s): %s" % (pod, log_container, stream, _clip(line)))
             if len(lines) > len(shown):
-                cand.add("pod %s container %s log (%s): %d more line(s) with %r in the tail"
-                         % (pod, log_container, stream, len(lines) - len(shown), needle))
+                cand.add("pod %s container %s log (%s): %d more line(s) with %s in the tail"
+                         % (pod, log_container, stream, len(lines) - len(shown), " or ".join(repr(n) for n in needles)))
         if nearest is not None:
             order.append((nearest, cand.code))
 
@@ -468,6 +534,8 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
                 if socket is not None:
                     corroborated.add(cand.code)
                 cand.add(words)
+                for line in _log_excerpt(logs, summary["name"], ORCHESTRATOR, "previous"):
+                    cand.add(line)
                 for event in backoff_events.get(ORCHESTRATOR, [])[-1:]:
                     cand.add(event_words(event))
     hung = candidates.get("orchestrator_deadline_exceeded")
@@ -478,6 +546,8 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
                     hung.add("pod %s container orchestrator state: %s, ready=%s, restartCount=%d (process up, "
                              "not answering)" % (summary["name"], cont["state"], cont["ready"], cont["restart_count"]))
                     corroborated.add(hung.code)
+                    for line in _log_excerpt(logs, summary["name"], ORCHESTRATOR, "current"):
+                        hung.add(line)
     for code in corroborated:
         candidates[code].score += BONUS_CORROBORATED
 
@@ -494,16 +564,22 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
     probe_ready = isinstance(probe, dict) and bool(probe.get("ready"))
     pods_ready = bool(summaries) and all(s["ready"] and s["phase"] == "Running" and not s["deleting"]
                                          for s in summaries)
-    healthy = probe_ready if isinstance(probe, dict) else pods_ready
-    if healthy and pods_ready:
+    # Serving: the probe says ready and every pod is ready, or the probe says ready and nothing is wrong but
+    # a container's readiness has not caught up yet (the kubelet probes periodically).
+    if isinstance(probe, dict):
+        healthy = probe_ready and (pods_ready or (bool(summaries) and not candidates))
+    else:
+        healthy = pods_ready
+    healthy = healthy and not blocking
+    if healthy:
         # Serving: what the log tails still say is history, not the cause of an outage.
         cand = _Candidate("healthy", None, 100)
         if isinstance(probe, dict):
             cand.add("probe /ready HTTP %s" % probe.get("status"))
         for summary in summaries:
-            cand.add("pod %s %s, containers ready: %s" % (
-                summary["name"], summary["phase"],
-                ", ".join("%s (restartCount=%d)" % (c["name"], c["restart_count"]) for c in summary["containers"])))
+            cand.add("pod %s %s: %s" % (summary["name"], summary["phase"], ", ".join(
+                "%s %s ready=%s restartCount=%d" % (c["name"], c["state"], c["ready"], c["restart_count"])
+                for c in summary["containers"])))
         for old in sorted(candidates.values(), key=lambda c: -c.score):
             cand.add("earlier signal, not current: %s (%s)" % (old.code, old.evidence[0] if old.evidence else ""))
         return dict(causes=[cand.result()], pods=summaries, events=recent)

@@ -71,6 +71,13 @@ options:
       - With it, the API's own reason for not serving counts as evidence, and C(healthy) needs C(/ready) to
         answer 200; without it, C(healthy) means every container of the release is running and ready.
     type: dict
+  stable_seconds:
+    description:
+      - Seconds a container must have been running (and ready) since it was last OOMKilled to count as
+        recovered. An OOM loop serves between kills, so a younger container is reported as C(oom_killed) even
+        when C(/ready) answers 200.
+    type: int
+    default: 120
 requirements:
   - kubernetes (the official Python client)
 notes:
@@ -178,6 +185,8 @@ selector:
   sample: app.kubernetes.io/instance=alexandria-ee
 '''
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
@@ -201,6 +210,7 @@ def main():
         limit_bytes=dict(type="int", default=65536),
         request_timeout=dict(type="float", default=10.0),
         probe=dict(type="dict"),
+        stable_seconds=dict(type="int", default=triage.DEFAULT_STABLE_SECONDS),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -213,6 +223,8 @@ def main():
         module.fail_json(msg="limit_bytes must be between 1024 and 16777216")
     if params["request_timeout"] <= 0:
         module.fail_json(msg="request_timeout must be greater than 0")
+    if params["stable_seconds"] < 0:
+        module.fail_json(msg="stable_seconds must not be negative")
     license_secret = params["license_secret"] or "%s-license" % params["release"]
     selector = selector_for(params["release"])
     service = None
@@ -229,7 +241,8 @@ def main():
         probe = dict(ready=bool(probe.get("ready")), status=probe.get("status"), reason=probe.get("reason"))
     try:
         decided = triage.classify(gathered["pods"], gathered["events"], gathered["logs"],
-                                  gathered["license_secret"], probe=probe, release=params["release"])
+                                  gathered["license_secret"], probe=probe, release=params["release"],
+                                  now=time.time(), stable_seconds=params["stable_seconds"])
         for cause in decided["causes"]:
             if cause["code"] == "oom_killed":
                 cause["proposed_memory_limit"] = triage.propose_memory_limit(cause.get("memory_limit"))

@@ -65,6 +65,9 @@ def test_log_evidence_is_the_exact_line():
                                 "reason=Error exitCode=2")
     assert evidence_with(first, "Warning BackOff Pod/alexandria-ee-7c9d8f6b5-q4xkz x19")
     assert evidence_with(first, "probe /ready HTTP 503: orchestrator.sock: no such file or directory")
+    # The orchestrator's previous log says why it died.
+    assert ("pod alexandria-ee-7c9d8f6b5-q4xkz container orchestrator log (previous): panic: runtime error: "
+            "invalid memory address or nil pointer dereference") in first["evidence"]
 
 
 def test_oom_ranks_above_its_symptom_and_proposes_a_limit():
@@ -114,6 +117,8 @@ def test_hang_evidence_names_the_running_orchestrator():
     first = run(load("orchestrator_hang"))["causes"][0]
     assert evidence_with(first, 'err="rpc error: code = DeadlineExceeded desc = context deadline exceeded"')
     assert evidence_with(first, "container orchestrator state: running, ready=True, restartCount=0 (process up")
+    assert evidence_with(first, "container orchestrator log (current): 2026-11-27T09:47:04.900Z INFO  acquiring "
+                                "scheduler lock")
 
 
 def test_healthy_with_history_in_the_log():
@@ -123,6 +128,53 @@ def test_healthy_with_history_in_the_log():
     assert healthy["container"] is None
     assert evidence_with(healthy, "probe /ready HTTP 200")
     assert evidence_with(healthy, "earlier signal, not current: oom_killed")
+
+
+def test_an_oom_loop_that_serves_between_kills_is_not_healthy():
+    fx = load("healthy")  # orchestrator OOMKilled at 09:44:50, running and ready since 09:44:58
+    just_after = triage.parse_time("2026-11-27T09:45:30Z")
+    result = run(fx, now=just_after)
+    first = result["causes"][0]
+    assert first["code"] == "oom_killed"
+    assert evidence_with(first, "ready, but only for 32s since the OOM kill (less than 120s)")
+    # Stable for longer than the window: history.
+    later = triage.parse_time("2026-11-27T09:47:30Z")
+    assert run(fx, now=later)["causes"][0]["code"] == "healthy"
+    assert run(fx, now=just_after, stable_seconds=10)["causes"][0]["code"] == "healthy"
+
+
+def test_probe_ready_before_the_readiness_of_a_container_catches_up():
+    fx = load("healthy")
+    pod = copy.deepcopy(fx["podList"]["items"][0])
+    pod["status"]["containerStatuses"][0]["ready"] = False
+    pod["status"]["containerStatuses"][1]["lastState"] = {}
+    logs = {pod["metadata"]["name"]: {"api": {"current": "INFO ready\n"}}}
+    first = run(fx, pods=[pod], logs=logs)["causes"][0]
+    assert first["code"] == "healthy"
+    assert evidence_with(first, "api running ready=False restartCount=0")
+
+
+def test_a_socket_left_behind_by_a_killed_orchestrator_is_the_same_cause():
+    fx = load("orchestrator_crash")
+    logs = copy.deepcopy(fx["logs"])
+    logs["alexandria-ee-7c9d8f6b5-q4xkz"]["api"]["current"] = (
+        "ERROR orchestrator health check failed: dial unix /run/alexandria/orchestrator.sock: connection refused\n")
+    probe = {"ready": False, "status": 503, "reason": "orchestrator.sock: connection refused"}
+    first = run(fx, logs=logs, probe=probe)["causes"][0]
+    assert first["code"] == "orchestrator_socket_missing"
+    assert evidence_with(first, "orchestrator.sock: connection refused")
+
+
+@pytest.mark.parametrize("text", ["2026-11-27T09:52:00Z", "2026-11-27T09:52:00.123456Z", "1999-12-31T23:59:59+02:00",
+                                  "2024-02-29T00:00:00-05:30", "1970-01-01T00:00:00Z"])
+def test_parse_time_matches_datetime(text):
+    import datetime
+    expected = datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    assert triage.parse_time(text) == pytest.approx(expected)
+
+
+def test_parse_time_rejects_garbage():
+    assert triage.parse_time("yesterday") is None and triage.parse_time(None) is None
 
 
 def test_healthy_without_a_probe_rests_on_pod_readiness():
@@ -224,7 +276,7 @@ def test_pod_summary_reads_the_contract_fields():
     assert summary["ready"] is False
     orch = summary["containers"][1]
     assert orch == dict(name="orchestrator", ready=False, started=False, restart_count=3,
-                        state="waiting (CrashLoopBackOff)", state_reason="CrashLoopBackOff",
+                        state="waiting (CrashLoopBackOff)", running_since=None, state_reason="CrashLoopBackOff",
                         last_terminated=dict(reason="OOMKilled", exit_code=137, finished_at="2026-11-27T09:50:31Z"),
                         memory_limit="256Mi")
 
