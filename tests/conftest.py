@@ -1,7 +1,9 @@
 """Shared fixtures: a real PostgreSQL (ALEX_TEST_DSN, or a throwaway embedded server)."""
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -18,10 +20,14 @@ def pg_admin_dsn(tmp_path_factory):
     if env:
         yield env
         return
-    datadir = tmp_path_factory.mktemp("pgdata")
+    # Outside pytest's basetemp: pgserver runs postgres as another user and opens up the parent directories,
+    # and every pytest session that starts meanwhile makes /tmp/pytest-of-<user> private again (0700), which
+    # takes the data directory away from a running server.
+    datadir = tempfile.mkdtemp(prefix="alex-test-pg-")
     dsn, _pid = labpg.start_embedded(datadir)
     yield dsn
     labpg.stop_embedded(datadir)
+    shutil.rmtree(datadir, ignore_errors=True)
 
 
 @pytest.fixture
