@@ -63,6 +63,7 @@ def main():
     parser.add_argument("--rows", type=int, default=250000)
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     base = tempfile.mkdtemp(prefix="alexlab-bench-")
     lab = os.path.join(base, "lab")
     fresh, reused = [], []
@@ -110,7 +111,9 @@ def main():
         "| `POST /admin/v1/audit/verify` over those %d rows (streamed COPY, one pass) | - | %.1f s |" % (rows, verify_s),
         "",
         "`up` times include starting PostgreSQL (embedded), the supervisor, both containers, and waiting for the",
-        "readiness probe; `seed-audit` runs two tenants at a time (`--workers 2`).",
+        "readiness probe; `seed-audit` runs two tenants at a time (`--workers 2`). One-minute load average when",
+        "the run started: %.2f, when it ended: %.2f (other work on the machine shows up in these figures)." % (
+            load_before, os.getloadavg()[0]),
         END,
     ])
     print(section)

@@ -15,6 +15,7 @@ Deployment's env and the Secrets it references, at container start):
 The license is read once, at start: a new blob in the Secret needs a restart (rollout restart).
 """
 import datetime
+import hmac
 import json
 import os
 import re
@@ -354,6 +355,11 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("the body must be a JSON object")
         return body
 
+    def _authorized(self):
+        given = self.headers.get("Authorization", "").encode("utf-8")
+        token = self.app.admin_token
+        return bool(token) and hmac.compare_digest(given, ("Bearer " + token).encode("utf-8"))
+
     def _dispatch(self, method):
         started = time.monotonic()
         url = urllib.parse.urlsplit(self.path)
@@ -369,8 +375,7 @@ class Handler(BaseHTTPRequestHandler):
                 if verb != method:
                     status, body = 405, {"error": "method_not_allowed"}
                     continue
-                if auth and self.headers.get("Authorization", "") != "Bearer " + self.app.admin_token \
-                        or auth and not self.app.admin_token:
+                if auth and not self._authorized():
                     status, body = 401, {"error": "unauthorized"}
                     break
                 reason = self.app.check_orchestrator() if needs_orchestrator else None

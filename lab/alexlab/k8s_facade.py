@@ -17,6 +17,7 @@ Auth is the bearer token of the generated kubeconfig; DIR/faults/rbac-deny.json 
 import base64
 import binascii
 import copy
+import hmac
 import json
 import os
 import re
@@ -202,8 +203,8 @@ class Handler(BaseHTTPRequestHandler):
                             "accepted media types include: application/json")
 
     def _authorized(self):
-        expected = "Bearer " + self.sup.k8s_token
-        return self.headers.get("Authorization", "") == expected
+        expected = ("Bearer " + self.sup.k8s_token).encode("utf-8")
+        return hmac.compare_digest(self.headers.get("Authorization", "").encode("utf-8"), expected)
 
     def _handle(self):
         url = urllib.parse.urlsplit(self.path)
