@@ -28,6 +28,8 @@ def stop_embedded(datadir):
         return False
     server = pgserver.get_server(str(datadir), cleanup_mode=None)
     pg_ctl(["-m", "fast", "-w", "stop"], pgdata=server.pgdata, user=server.system_user)
+    # pgserver caches one handle per data directory; a later start_embedded in this process must not reuse it.
+    pgserver.postgres_server.PostgresServer._instances.pop(server.pgdata, None)
     return True
 
 

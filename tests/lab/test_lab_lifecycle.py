@@ -209,3 +209,18 @@ def test_namespace_option_and_down_then_up_again_keeps_the_data(tmp_path):
         assert [t["id"] for t in handle.api("GET", "/admin/v1/tenants")[1]["tenants"]] == ["kept"]
     finally:
         handle.down()
+
+
+def test_up_after_a_crash_cleans_the_leftovers_first(tmp_path):
+    handle = LabHandle.up(tmp_path / "lab")
+    try:
+        old = handle.info["pids"]
+        os.kill(old["supervisor"]["pid"], signal.SIGKILL)
+        handle.cli("up", *(["--dsn", handle.external_dsn] if handle.external_dsn else []))
+        new = handle.info["pids"]
+        assert new["supervisor"]["pid"] != old["supervisor"]["pid"] and proc_alive(new["supervisor"])
+        assert not proc_alive(old["api"]) and not proc_alive(old["orchestrator"])
+        assert handle.api("GET", "/ready", auth=False)[0] == 200
+    finally:
+        assert handle.down().returncode == 0
+    assert lab_processes(tmp_path / "lab") == []
