@@ -152,3 +152,77 @@ def test_expiry_is_checked_against_now(issuer, pem, capsys):
     blob = lc.encode_license(claims(expires_at=soon), issuer)
     res, _ = run(alex_license, dict(state="validate", blob=blob, issuer_public_key=pem), capsys)
     assert res["valid"] is True
+
+
+class _Admin5xx:
+    """A real HTTP server on 127.0.0.1 for what the lab cannot produce: admin API 5xx answers.
+
+    GET /admin/v1/users lists two idle users; the first deactivation succeeds, the second answers 500.
+    With ``down=True`` every request answers 503.
+    """
+
+    def __init__(self, down=False):
+        import http.server
+        import threading
+
+        state = dict(down=down, calls=[])
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if state["down"]:
+                    return self._send(503, {"error": "unavailable"})
+                old = "2020-01-01T00:00:00Z"
+                users = [dict(id=i, username="idle%d" % i, tenant_id="t", status="active", created_at=old,
+                              last_active_at=old) for i in (1, 2)]
+                return self._send(200, {"users": users})
+
+            def do_POST(self):
+                state["calls"].append(self.path)
+                if state["down"] or len(state["calls"]) > 1:
+                    return self._send(500, {"error": "internal"})
+                return self._send(200, {"user": dict(id=1, username="idle1", tenant_id="t", status="deactivated",
+                                                     created_at="2020-01-01T00:00:00Z", last_active_at=None),
+                                        "changed": True})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_admin_api_5xx_is_a_clear_failure(capsys):
+    server = _Admin5xx(down=True)
+    try:
+        res, raw = run(alex_seats, dict(base_url=server.url, admin_token=TOKEN), capsys)
+    finally:
+        server.close()
+    assert res["failed"] and res["msg"] == "GET /admin/v1/users answered HTTP 503 (unavailable): server error"
+    assert TOKEN not in raw
+
+
+def test_a_deactivation_failing_half_way_says_who_was_done(capsys):
+    server = _Admin5xx()
+    try:
+        res, _ = run(alex_seats, dict(base_url=server.url, admin_token=TOKEN, state="deactivated", inactive_days=30,
+                                      max_deactivate=2), capsys)
+    finally:
+        server.close()
+    assert res["failed"] and res["changed"] is True
+    assert res["msg"] == ("POST /admin/v1/users/2/deactivate answered HTTP 500 (internal): server error; "
+                          "deactivated before the failure: idle1")
+    assert [u["username"] for u in res["deactivated"]] == ["idle1"] and res["seats_freed"] == 1
