@@ -520,3 +520,31 @@ def test_license_renewal_rolls_back_when_the_api_does_not_serve_the_new_blob(lab
     served = lab.license()
     assert served["valid"] is True and served["max_seats"] == 25
     assert blob not in run.out
+
+
+def test_present_creates_a_missing_license_secret(lab, capsys):
+    lab.cli("break", "license-missing")
+    status, _ = run_module(alex_license, lab.api_args(), capsys)
+    assert status["valid"] is False and status["reason"] == "missing"
+    assert status["exhausted"] == ["seats", "tenants"]
+    blob = lab.mint(25, 5)
+    res, raw = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
+    assert res["changed"] is True and res["previous_claims"] is None and res["restarted"] is True
+    assert res["license"]["valid"] is True and res["license"]["max_seats"] == 25
+    assert lab.secret_blob() == blob and lab.secret_blob("license.blob.previous") is None
+    assert blob not in raw
+
+
+def test_license_renewal_playbook_repairs_a_corrupt_license(lab, tmp_path):
+    """Scenario 1 sends a license_signature_failed cause here: a fresh blob from the issuer fixes it."""
+    lab.cli("break", "license-corrupt")
+    assert lab.license()["reason"] == "bad_signature"
+    blob = lab.mint(25, 5)
+    run = playbook(lab, tmp_path, "license_renewal", license_renewal_blob=blob)
+    assert run.rc == 0, run.out
+    summary = run.custom["license_renewal"]
+    assert summary["result"] == "applied" and summary["restarted"] is True
+    assert summary["served_before"]["license_id"] is not None
+    served = lab.license()
+    assert served["valid"] is True and served["license_id"] == summary["claims"]["license_id"]
+    assert blob not in run.out
