@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark of the lab (not a test): `alexlab up` to ready, and seed-audit of 4 x 250,000 rows.
 
 Usage: .venv/bin/python bench/lab_bench.py [--runs 5] [--tenants 4] [--rows 250000] [--write]
