@@ -14,18 +14,37 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback
 
-try:
-    import kubernetes
-    from kubernetes.client.rest import ApiException
-    import urllib3.exceptions
-    HAS_KUBERNETES = True
-    KUBERNETES_IMPORT_ERROR = None
-except ImportError:
-    HAS_KUBERNETES = False
-    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+# The kubernetes library takes about half a second to import, so it is imported on first use:
+# by build_api_client, describe_api_error, transport_errors, or when any of these module
+# attributes is read (module __getattr__, PEP 562): HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR,
+# ApiException. Modules that only need the argument specs (or read no Secret) never pay for it.
+_LAZY_NAMES = ("HAS_KUBERNETES", "KUBERNETES_IMPORT_ERROR", "ApiException")
+_LIB = {}
 
-    class ApiException(Exception):
-        """Placeholder so except clauses work without the library."""
+
+class _MissingApiException(Exception):
+    """Placeholder so except clauses work without the library."""
+
+
+def _lib():
+    if not _LIB:
+        try:
+            import kubernetes
+            import kubernetes.config
+            from kubernetes.client.rest import ApiException
+            import urllib3.exceptions
+            _LIB.update(kubernetes=kubernetes, ApiException=ApiException, urllib3_exceptions=urllib3.exceptions,
+                        HAS_KUBERNETES=True, KUBERNETES_IMPORT_ERROR=None)
+        except ImportError:
+            _LIB.update(kubernetes=None, ApiException=_MissingApiException, urllib3_exceptions=None,
+                        HAS_KUBERNETES=False, KUBERNETES_IMPORT_ERROR=traceback.format_exc())
+    return _LIB
+
+
+def __getattr__(name):
+    if name in _LAZY_NAMES:
+        return _lib()[name]
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 DEFAULT_NAMESPACE = "alexandria"
@@ -57,7 +76,9 @@ class K8sError(Exception):
 
 def build_api_client(params):
     """A kubernetes.client.ApiClient from the auth options; raises K8sError."""
-    if not HAS_KUBERNETES:
+    lib = _lib()
+    kubernetes = lib["kubernetes"]
+    if not lib["HAS_KUBERNETES"]:
         raise K8sError("the Python library 'kubernetes' is required: pip install kubernetes")
     try:
         if params.get("host"):
@@ -91,7 +112,7 @@ def build_api_client(params):
 
 def describe_api_error(exc, what):
     """One sentence for an ApiException or a transport error, naming what was asked."""
-    if isinstance(exc, ApiException):
+    if isinstance(exc, _lib()["ApiException"]):
         status = getattr(exc, "status", None)
         if status == 401:
             return "Kubernetes API refused the credentials (401) while %s: check kubeconfig/api_key" % what
@@ -105,6 +126,7 @@ def describe_api_error(exc, what):
 
 def transport_errors():
     """The exception classes a request can raise besides ApiException."""
-    if not HAS_KUBERNETES:
+    lib = _lib()
+    if not lib["HAS_KUBERNETES"]:
         return (OSError,)
-    return (urllib3.exceptions.HTTPError, OSError)
+    return (lib["urllib3_exceptions"].HTTPError, OSError)
