@@ -60,7 +60,8 @@ class Credentials:
         self.source = source
 
     def connect(self):
-        return pg.connect(self.dsn, self.kwargs, self.secrets, application_name="alexandria.ee audit")
+        conn = pg.connect(self.dsn, self.kwargs, self.secrets, application_name="alexandria.ee audit")
+        return audit_store.tune_session(conn)
 
 
 def _read_secret(params, names):

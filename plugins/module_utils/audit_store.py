@@ -81,6 +81,20 @@ def _columns(names=ROW_COLUMNS, prefix=None):
     return sql.SQL(", ").join(sql.Identifier(c) for c in names)
 
 
+# Streaming sessions: the (tenant_id, seq) primary key already delivers rows in order, so a sort is
+# never needed, and parallel query workers would compete with the verification processes for the
+# same cores (measured: 6.9 s instead of 5.6 s for 1M rows on 2 cores).
+STREAM_SETTINGS = "SET max_parallel_workers_per_gather = 0; SET enable_sort = off"
+
+
+def tune_session(conn):
+    """Apply STREAM_SETTINGS to a connection this code owns (session level)."""
+    with conn.cursor() as cur:
+        cur.execute(STREAM_SETTINGS)
+    conn.commit()
+    return conn
+
+
 def utc_now():
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -179,28 +193,30 @@ class ScanSink(_LineSink):
         self._last_hmac = scan.last_row_hmac.encode("ascii")
         self._fast = 0
         self.first_seq = None
+        self._prefix = ac.copy_escape(scan.tenant_id).encode("utf-8") + b"\t"
+        self._plen = len(self._prefix)
 
     def write(self, data):
-        # Fast path: exactly one whole row ending in its newline (several rows would split into
-        # more than eight fields, since COPY escapes every TAB and newline inside values).
-        if self._pending or data[-1:] != b"\n" or self.first_seq is None:
-            return _LineSink.write(self, data)
-        fields = data.split(b"\t")
-        if len(fields) != 8:
-            return _LineSink.write(self, data)
-        tail = fields[7]
-        inner = self._inner.copy()
-        inner.update(data[:len(data) - len(tail) - 1])
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        stored = tail[:-1]
-        seq = int(fields[1])
-        if outer.hexdigest().encode("ascii") == stored and seq == self._last_seq + 1 and fields[6] == self._last_hmac:
-            self._fast += 1
-            self._last_seq = seq
-            self._last_hmac = stored
-        else:
-            self.lines([data[:-1]])
+        # Fast path: one whole row whose prev_hmac and row_hmac have their usual 64 digits, its HMAC,
+        # seq and link right. Anything else (several rows in one write, a partial row, any failure)
+        # goes through the line splitter and TenantScan.feed.
+        n = len(data)
+        if (n > 140 and data[n - 1] == 10 and data[n - 66] == 9 and data[n - 131] == 9 and not self._pending
+                and data.startswith(self._prefix) and self.first_seq is not None):
+            inner = self._inner.copy()
+            inner.update(data[:n - 66])
+            outer = self._outer.copy()
+            outer.update(inner.digest())
+            stored = data[n - 65:n - 1]
+            if outer.hexdigest().encode("ascii") == stored and data[n - 130:n - 66] == self._last_hmac:
+                plen = self._plen
+                seq = int(data[plen:data.index(b"\t", plen)])
+                if seq == self._last_seq + 1:
+                    self._fast += 1
+                    self._last_seq = seq
+                    self._last_hmac = stored
+                    return
+        _LineSink.write(self, data)
 
     def lines(self, lines):
         inner_base = self._inner
@@ -1030,9 +1046,11 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
                 raise AuditError("another session held the audit lock of tenant %r for longer than lock_timeout (%s)"
                                  % (tenant_id, lock_timeout))
             locked = timer()
+            phases = {}
             cur.execute("SELECT set_config('lock_timeout', '0', true)")
             result, valid, how = _verify_under_lock(conn, cur, tables, key, tenant_id, first, lock_verify,
                                                     key_mismatch_fraction)
+            phases["verify"] = timer() - locked
             if result["probable_cause"] == "key_mismatch":
                 raise RetireRefused([key_mismatch_words(tenant_id, result)])
             runs = plan_runs(result["segments"], valid.get(tenant_id))
@@ -1047,20 +1065,29 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
                 problems.append("the rows the capture holds changed in the database since the capture")
             if problems:
                 raise RetireRefused(problems)
+            phases["capture_check"] = timer() - locked - phases["verify"]
+            mark = timer()
             anchors = build_anchors(cur, tables, key, tenant_id, runs, capture_manifest["sha256"], backup_sha256,
                                     signoff)
+            phases["anchors"] = timer() - mark
+            mark = timer()
             moved = move_rows(cur, tables, tenant_id, runs)
             expected = sum(a["retired_rows"] for a in anchors)
             if moved != expected:
                 raise AuditError("moved %d rows to quarantine but %d were planned; rolled back" % (moved, expected))
             insert_anchors(cur, tables, anchors)
+            phases["move"] = timer() - mark
+            mark = timer()
             left = _verify_after_move(conn, cur, tables, key, tenant_id, runs, result, anchors, lock_verify,
                                       key_mismatch_fraction)
+            phases["verify_after"] = timer() - mark
             if left:
                 raise AuditError("tenant %r would still not verify after the retirement (%s); rolled back, nothing "
                                  "changed" % (tenant_id, "; ".join(left[:10])))
+        mark = timer()
         conn.commit()
         committed = timer()
+        phases["commit"] = committed - mark
     except BaseException:
         try:
             conn.rollback()
@@ -1068,7 +1095,8 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
             pass
         raise
     return {"changed": True, "runs": runs, "anchors": anchors, "moved": moved, "segments": result["segments"],
-            "verify_under_lock": how, "lock_seconds": committed - locked, "lock_wait_seconds": locked - started}
+            "verify_under_lock": how, "lock_seconds": committed - locked, "lock_wait_seconds": locked - started,
+            "lock_phases": dict((k, round(v, 4)) for k, v in phases.items())}
 
 
 def key_mismatch_words(tenant_id, result):

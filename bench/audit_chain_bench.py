@@ -1,0 +1,291 @@
+#!/usr/bin/env python
+"""Benchmark of the audit-chain modules against psql, on one real PostgreSQL (figures: docs/performance.md).
+
+    .venv/bin/python bench/audit_chain_bench.py [--rows 1000000] [--tenants 4] [--big-rows 5000000]
+        [--retire-rows 1000000 --bad-rows 10000] [--dsn ADMIN_DSN] [--workdir DIR] [--json out.json]
+
+In one run, on the same rows:
+  * psql  \\copy (SELECT * FROM audit_logs ORDER BY tenant_id, seq) TO file CSV HEADER   (the baseline)
+  * alex_audit_verify of all tenants, run as Ansible runs a module (its own process)
+  * alex_audit_export selection=all of every tenant (together the same rows as the psql export)
+  * peak RSS of each module process (and of its worker processes), sampled with psutil
+  * with --big-rows: verify and export again on that many rows, to show memory is flat in row count
+  * with --retire-rows: one tenant of that many rows with --bad-rows tampered rows: capture, backup,
+    then alex_audit_retire, reporting how long it held the writers' lock (incremental and full)
+Never a test: timings depend on the machine.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import psycopg2
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "lab"))
+
+from alexlab import pg as labpg  # noqa: E402
+from alexlab.schema import create_audit_tables  # noqa: E402
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac  # noqa: E402
+
+KEY = "bench-hmac-key-0c1e2b7d9a4f"
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+
+def rows(tenant, count, start=1):
+    """Realistic rows (about 460 bytes each as CSV) generated without building the whole chain in memory."""
+    hasher = ac.ChainHasher(KEY)
+    prev = ac.GENESIS
+    tenant_field = ac.copy_escape(tenant)
+    for seq in range(start, start + count):
+        occurred = ac.format_timestamptz(T0 + datetime.timedelta(seconds=seq, microseconds=(seq * 7919) % 1000000))
+        payload = ac.jsonb_text({"ip": "10.%d.%d.%d" % (seq % 250, seq % 199, seq % 97), "doc": "/documents/%d/report-%d.pdf"
+                                 % (seq % 1000, seq), "agent": AGENT, "bytes": seq * 37 % 100000, "ok": seq % 5 != 0,
+                                 "tags": ["finance", "q%d" % (seq % 4 + 1)]})
+        actor = "user-%d@example.com" % (seq % 5000)
+        action = ("document.read", "document.write", "user.login", "share.create")[seq % 4]
+        message = "\t".join([tenant_field, str(seq), occurred, actor, action, ac.copy_escape(payload), prev])
+        digest = hasher.hexdigest(message.encode("utf-8"))
+        yield (message + "\t" + digest + "\n").encode("utf-8")
+        prev = digest
+
+
+class Stream:
+    """File-like over a generator of COPY lines (for copy_expert FROM STDIN)."""
+
+    def __init__(self, lines):
+        self._lines = lines
+        self._buf = b""
+
+    def read(self, size=-1):
+        out = [self._buf]
+        total = len(self._buf)
+        for line in self._lines:
+            out.append(line)
+            total += len(line)
+            if size > 0 and total >= size:
+                break
+        data = b"".join(out)
+        self._buf = b""
+        return data
+
+    readline = read
+
+
+def load_tenant(args):
+    dsn, tenant, count = args
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'")
+        cur.copy_expert("COPY audit_logs (tenant_id, seq, occurred_at, actor, action, payload, prev_hmac, row_hmac) "
+                        "FROM STDIN", Stream(rows(tenant, count)), size=1 << 20)
+    conn.commit()
+    conn.close()
+    return count
+
+
+def load(dsn, tenants, per_tenant):
+    conn = psycopg2.connect(dsn)
+    create_audit_tables(conn)
+    conn.close()
+    started = time.monotonic()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.map(load_tenant, [(dsn, t, per_tenant) for t in tenants])
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE audit_logs")
+    conn.close()
+    return time.monotonic() - started
+
+
+def tool(name):
+    import importlib.util
+    spec = importlib.util.find_spec("pgserver")
+    path = os.path.join(os.path.dirname(spec.origin), "pginstall", "bin", name)
+    return path if os.path.exists(path) else shutil.which(name)
+
+
+def run_measured(argv, env=None):
+    """(seconds, peak RSS of the largest process in MB, peak RSS summed over the tree in MB, stdout)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    root = psutil.Process(proc.pid)
+    peak_one = peak_sum = 0
+    out_chunks = []
+    import threading
+
+    def reader():
+        out_chunks.append(proc.stdout.read())
+    thread = threading.Thread(target=reader)
+    thread.start()
+    while proc.poll() is None:
+        try:
+            procs = [root] + root.children(recursive=True)
+            sizes = []
+            for p in procs:
+                try:
+                    sizes.append(p.memory_info().rss)
+                except psutil.Error:
+                    pass
+            if sizes:
+                peak_one = max(peak_one, max(sizes))
+                peak_sum = max(peak_sum, sum(sizes))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    elapsed = time.monotonic() - started
+    thread.join()
+    err = proc.stderr.read().decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise SystemExit("%s failed: %s %s" % (argv[:3], out_chunks[0][-2000:], err[-2000:]))
+    return elapsed, peak_one / 1e6, peak_sum / 1e6, out_chunks[0].decode("utf-8", "replace")
+
+
+def module(name, args, workdir):
+    path = os.path.join(workdir, "args-%s.json" % name)
+    with open(path, "w") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+    elapsed, one, total, out = run_measured([sys.executable, "-m",
+                                             "ansible_collections.alexandria.ee.plugins.modules." + name, path])
+    result = json.loads(out[out.index("{"):])
+    if result.get("failed"):
+        raise SystemExit("%s failed: %s" % (name, result.get("msg")))
+    return elapsed, one, total, result
+
+
+def psql_copy(dsn, dest):
+    query = "\\copy (SELECT * FROM audit_logs ORDER BY tenant_id, seq) TO '%s' CSV HEADER" % dest
+    return run_measured([tool("psql"), "-X", "-q", "-d", dsn, "-c", query])
+
+
+def measure_set(label, dsn, tenants, workdir, report):
+    out = os.path.join(workdir, "psql.csv")
+    psql_s, psql_rss, _sum, _out = psql_copy(dsn, out)
+    size = os.path.getsize(out)
+    os.unlink(out)
+    entry = {"label": label, "psql_seconds": round(psql_s, 2), "csv_bytes": size}
+    verify_s, verify_one, verify_sum, res = module("alex_audit_verify", {"dsn": dsn, "hmac_key": KEY}, workdir)
+    assert res["verified"], res["scope"]
+    entry.update(verify_seconds=round(verify_s, 2), verify_ratio=round(verify_s / psql_s, 2),
+                 verify_peak_rss_mb=round(verify_one, 1), verify_peak_rss_tree_mb=round(verify_sum, 1),
+                 verify_processes=res.get("processes"), rows=sum(t["rows"] for t in res["tenants"].values()))
+    export_s = 0.0
+    export_one = 0.0
+    export_bytes = 0
+    for tenant in tenants:
+        dest = os.path.join(workdir, "export-%s.csv" % tenant)
+        seconds, one, _sum, res = module("alex_audit_export", {"dsn": dsn, "tenant": tenant, "selection": "all",
+                                                                "dest": dest}, workdir)
+        export_s += seconds
+        export_one = max(export_one, one)
+        export_bytes += res["bytes"]
+        os.unlink(dest)
+        os.unlink(dest + ".manifest.json")
+    entry.update(export_seconds=round(export_s, 2), export_ratio=round(export_s / psql_s, 2),
+                 export_peak_rss_mb=round(export_one, 1), export_bytes=export_bytes)
+    report["sets"].append(entry)
+    print(json.dumps(entry), flush=True)
+
+
+def retire_lock(dsn, count, bad, workdir, report):
+    conn = psycopg2.connect(dsn)
+    create_audit_tables(conn)
+    conn.close()
+    load_tenant((dsn, "big", count))
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE audit_logs")
+        # bad rows in ten runs spread over the chain
+        step = count // 10
+        per = bad // 10
+        for i in range(10):
+            low = i * step + step // 2
+            cur.execute("UPDATE audit_logs SET payload = payload || '{\"tampered\": true}' WHERE tenant_id = 'big' "
+                        "AND seq BETWEEN %s AND %s", (low, low + per - 1))
+    conn.close()
+    base = {"dsn": dsn, "hmac_key": KEY}
+    capture = os.path.join(workdir, "capture-big.csv")
+    backup = os.path.join(workdir, "pre-retire.dump")
+    seconds, _one, _sum, res = module("alex_audit_export", dict(base, tenant="big", dest=capture), workdir)
+    entry = {"tenant_rows": count, "bad_rows": res["rows"], "capture_seconds": round(seconds, 2)}
+    seconds, _one, _sum, res = module("alex_audit_backup", {"dsn": dsn, "dest": backup}, workdir)
+    entry.update(backup_seconds=round(seconds, 2), backup_bytes=res["backup"]["bytes"])
+    for mode in ("incremental", "full"):
+        args = dict(base, tenant="big", capture=capture, backup=backup, compliance_signoff="BENCH-1",
+                    lock_verify=mode, max_backup_age="1d")
+        seconds, one, total, res = module("alex_audit_retire", args, workdir)
+        assert res["changed"] and res["moved"] == bad, res
+        entry["retire_%s" % mode] = {"seconds": round(seconds, 2), "lock_seconds": res["lock_seconds"],
+                                     "moved": res["moved"], "anchors": len(res["anchors"]),
+                                     "peak_rss_mb": round(one, 1), "peak_rss_tree_mb": round(total, 1)}
+        if mode == "incremental":
+            module("alex_audit_backup", {"dsn": dsn, "dest": backup, "state": "restored"}, workdir)
+    report["retire"] = entry
+    print(json.dumps(entry), flush=True)
+
+
+def machine():
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+            "psql": subprocess.run([tool("psql"), "--version"], capture_output=True, text=True).stdout.strip()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1000000)
+    parser.add_argument("--tenants", type=int, default=4)
+    parser.add_argument("--big-rows", type=int, default=0)
+    parser.add_argument("--retire-rows", type=int, default=0)
+    parser.add_argument("--bad-rows", type=int, default=10000)
+    parser.add_argument("--dsn", help="admin DSN of a server to create databases on (default: an embedded one)")
+    parser.add_argument("--workdir")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    workdir = args.workdir or tempfile.mkdtemp(prefix="alex-bench-")
+    os.makedirs(workdir, exist_ok=True)
+    datadir = None
+    admin = args.dsn
+    if not admin:
+        datadir = os.path.join(workdir, "pgdata")
+        admin, _pid = labpg.start_embedded(datadir)
+    report = {"machine": machine(), "sets": []}
+    print(json.dumps(report["machine"]), flush=True)
+    created = []
+    try:
+        for count in [args.rows] + ([args.big_rows] if args.big_rows else []):
+            dsn = labpg.create_database(admin, prefix="bench")
+            created.append(dsn)
+            tenants = ["tenant-%02d" % (i + 1) for i in range(args.tenants)]
+            seconds = load(dsn, tenants, count // args.tenants)
+            print("loaded %d rows in %.1fs" % (count, seconds), flush=True)
+            measure_set("%d rows, %d tenants" % (count, args.tenants), dsn, tenants, workdir, report)
+            labpg.drop_database(admin, dsn)
+            created.remove(dsn)
+        if args.retire_rows:
+            dsn = labpg.create_database(admin, prefix="bench")
+            created.append(dsn)
+            retire_lock(dsn, args.retire_rows, args.bad_rows, workdir, report)
+    finally:
+        for dsn in created:
+            labpg.drop_database(admin, dsn)
+        if datadir:
+            labpg.stop_embedded(datadir)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
