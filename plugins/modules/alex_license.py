@@ -231,6 +231,11 @@ fingerprint:
   description: First 12 hex digits of the SHA-256 of the blob checked or applied; safe to show.
   returned: state is validate, present or rollback
   type: str
+source:
+  description: Where the checked blob came from (C(argument), or the Secret and key it was read from).
+  returned: state is validate
+  type: str
+  sample: secret alexandria/alexandria-ee-license key license.blob
 detail:
   description: Why the blob is invalid, in words.
   returned: state is validate

@@ -41,7 +41,7 @@ class Lab:
         argv = [str(BIN / "alexlab")] + list(args) + ["--dir", str(self.dir)]
         if args and args[0] == "license":
             argv = [str(BIN / "alexlab"), "license", "--dir", str(self.dir)] + list(args[1:])
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
             raise AssertionError("alexlab %s failed: %s" % (" ".join(args), proc.stderr))
         return proc
@@ -95,10 +95,19 @@ class Lab:
 def lab(tmp_path, pg_dsn):
     directory = tmp_path / "lab"
     proc = subprocess.run([str(BIN / "alexlab"), "up", "--dir", str(directory), "--dsn", pg_dsn],
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stderr
     yield Lab(directory)
-    subprocess.run([str(BIN / "alexlab"), "down", "--dir", str(directory)], capture_output=True, timeout=120)
+    subprocess.run([str(BIN / "alexlab"), "down", "--dir", str(directory)], capture_output=True, timeout=120,
+                   check=False)
+
+
+class Result(dict):
+    """A module's result, with the raw JSON it printed in .raw (to look for secrets in)."""
+
+    def __init__(self, raw):
+        super().__init__(json.loads(raw))
+        self.raw = raw
 
 
 def run_module(module, args, capsys, check_mode=False, diff=False):
@@ -109,8 +118,7 @@ def run_module(module, args, capsys, check_mode=False, diff=False):
     with patch_module_args(args):
         with pytest.raises(SystemExit):
             module.main()
-    out = capsys.readouterr().out
-    return json.loads(out), out
+    return Result(capsys.readouterr().out)
 
 
 def seed_and_fill_seats(lab):
@@ -125,12 +133,12 @@ def seed_and_fill_seats(lab):
 
 def test_seats_exhausted_is_identified(lab, capsys):
     seed_and_fill_seats(lab)
-    res, _ = run_module(alex_license, lab.api_args(), capsys)
+    res = run_module(alex_license, lab.api_args(), capsys)
     assert res["changed"] is False
     assert res["exhausted"] == ["seats"]
     assert res["current_seats"] == res["max_seats"] == 25 and res["seats_headroom"] == 0
     assert res["tenants_headroom"] > 0 and res["tier"] == "enterprise" and res["valid"] is True
-    users, _ = run_module(alex_seats, lab.admin_args(inactive_days=90), capsys)
+    users = run_module(alex_seats, lab.admin_args(inactive_days=90), capsys)
     assert users["active_users"] == 25
     assert len(users["inactive_users"]) == 5
     assert all(u["idle_days"] >= 90 for u in users["inactive_users"])
@@ -138,10 +146,10 @@ def test_seats_exhausted_is_identified(lab, capsys):
 
 def test_tenants_exhausted_is_identified_and_listed_never_deleted(lab, capsys):
     lab.cli("break", "tenants-exhausted")
-    res, _ = run_module(alex_license, lab.api_args(), capsys)
+    res = run_module(alex_license, lab.api_args(), capsys)
     assert res["exhausted"] == ["tenants"]
     assert res["current_tenants"] == res["max_tenants"] == 5 and res["tenants_headroom"] == 0
-    listed, _ = run_module(alex_seats, lab.admin_args(list_tenants=True), capsys)
+    listed = run_module(alex_seats, lab.admin_args(list_tenants=True), capsys)
     assert listed["changed"] is False
     assert len(listed["tenants"]) == 5
     assert set(t["id"] for t in listed["tenants"]) >= set(listed["unused_tenants"])
@@ -157,30 +165,31 @@ def test_tenant_listing_below_enterprise_fails_clearly(tmp_path, pg_dsn, capsys)
                    capture_output=True, text=True, timeout=180, check=True)
     try:
         lab = Lab(directory)
-        res, raw = run_module(alex_seats, lab.admin_args(list_tenants=True), capsys)
+        res = run_module(alex_seats, lab.admin_args(list_tenants=True), capsys)
         assert res["failed"] is True
         assert res["msg"] == ("listing tenants needs the enterprise tier; this license is business "
                               "(GET /admin/v1/tenants answered 403)")
-        assert lab.token not in raw
+        assert lab.token not in res.raw
     finally:
-        subprocess.run([str(BIN / "alexlab"), "down", "--dir", str(directory)], capture_output=True, timeout=120)
+        subprocess.run([str(BIN / "alexlab"), "down", "--dir", str(directory)], capture_output=True, timeout=120,
+                       check=False)
 
 
 # ------------------------------------------------------------------------------------ admin API errors
 
 def test_admin_api_wrong_token_fails_clearly(lab, capsys):
     wrong = "not-the-admin-token-0123456789"
-    res, raw = run_module(alex_seats, lab.admin_args(admin_token=wrong), capsys)
+    res = run_module(alex_seats, lab.admin_args(admin_token=wrong), capsys)
     assert res["failed"] is True
     assert res["msg"] == ("GET /admin/v1/users answered HTTP 401 (unauthorized): "
                           "the admin token was refused: check admin_token")
-    assert wrong not in raw and "Traceback" not in raw
-    res, _ = run_module(alex_seats, lab.admin_args(admin_token=wrong, state="deactivated", max_deactivate=1), capsys)
+    assert wrong not in res.raw and "Traceback" not in res.raw
+    res = run_module(alex_seats, lab.admin_args(admin_token=wrong, state="deactivated", max_deactivate=1), capsys)
     assert res["failed"] is True and "HTTP 401" in res["msg"]
 
 
 def test_admin_api_not_found_fails_clearly(lab, capsys):
-    res, _ = run_module(alex_seats, lab.admin_args(base_url=lab.api_url + "/wrong-prefix"), capsys)
+    res = run_module(alex_seats, lab.admin_args(base_url=lab.api_url + "/wrong-prefix"), capsys)
     assert res["failed"] is True
     assert res["msg"].startswith("GET /admin/v1/users answered HTTP 404")
     assert "check base_url" in res["msg"]
@@ -192,34 +201,34 @@ def test_free_seats_gate_check_mode_headroom_and_idempotence(lab, capsys):
     seed_and_fill_seats(lab)
     before = lab.active_users()
 
-    refused, _ = run_module(alex_seats, lab.admin_args(state="deactivated", inactive_days=90, max_deactivate=4),
-                            capsys)
+    refused = run_module(alex_seats, lab.admin_args(state="deactivated", inactive_days=90, max_deactivate=4),
+                         capsys)
     assert refused["failed"] is True
     assert refused["msg"].startswith("5 users would be deactivated, more than max_deactivate=4")
     assert lab.active_users() == before
 
-    planned, _ = run_module(alex_seats, lab.admin_args(state="deactivated", inactive_days=90, max_deactivate=5),
-                            capsys, check_mode=True, diff=True)
+    planned = run_module(alex_seats, lab.admin_args(state="deactivated", inactive_days=90, max_deactivate=5),
+                         capsys, check_mode=True, diff=True)
     assert planned["changed"] is True and planned["seats_freed"] == 5
     assert sorted(planned["diff"]["after"]) == sorted(u["username"] for u in planned["deactivated"])
     assert lab.active_users() == before
 
-    done, _ = run_module(alex_seats, lab.admin_args(state="deactivated", inactive_days=90, max_deactivate=5), capsys)
+    done = run_module(alex_seats, lab.admin_args(state="deactivated", inactive_days=90, max_deactivate=5), capsys)
     assert done["changed"] is True and done["seats_freed"] == 5
     freed = sorted(u["username"] for u in done["deactivated"])
     assert freed == sorted(u["username"] for u in planned["deactivated"])
     assert lab.active_users() == sorted(set(before) - set(freed))
-    status, _ = run_module(alex_license, lab.api_args(), capsys)
+    status = run_module(alex_license, lab.api_args(), capsys)
     assert status["seats_headroom"] == 5 and status["exhausted"] == []
 
-    again, _ = run_module(alex_seats, lab.admin_args(state="deactivated", inactive_days=90, max_deactivate=0), capsys)
+    again = run_module(alex_seats, lab.admin_args(state="deactivated", inactive_days=90, max_deactivate=0), capsys)
     assert again["changed"] is False and again["deactivated"] == []
 
-    named, _ = run_module(alex_seats, lab.admin_args(state="deactivated", users=freed[:2], max_deactivate=0), capsys)
+    named = run_module(alex_seats, lab.admin_args(state="deactivated", users=freed[:2], max_deactivate=0), capsys)
     assert named["changed"] is False and sorted(named["already_deactivated"]) == freed[:2]
 
-    unknown, _ = run_module(alex_seats, lab.admin_args(state="deactivated", users=["nobody-here"], max_deactivate=5),
-                            capsys)
+    unknown = run_module(alex_seats, lab.admin_args(state="deactivated", users=["nobody-here"], max_deactivate=5),
+                         capsys)
     assert unknown["failed"] is True and "nobody-here" in unknown["msg"]
 
 
@@ -231,41 +240,41 @@ def test_upgraded_blob_is_applied_and_served_after_restart(lab, capsys):
     blob = lab.mint(50, 10)
     generation = lab.deployment().metadata.generation
 
-    planned, raw = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys,
-                              check_mode=True, diff=True)
+    planned = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys,
+                         check_mode=True, diff=True)
     assert planned["changed"] is True and planned["restarted"] is False
     assert planned["diff"]["before"]["claims"]["seat_count"] == 25
     assert planned["diff"]["after"]["claims"]["seat_count"] == 50
-    assert blob not in raw and original not in raw
+    assert blob not in planned.raw and original not in planned.raw
     assert lab.secret_blob() == original
 
-    applied, raw = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
+    applied = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
     assert applied["changed"] is True and applied["restarted"] is True and applied["ready"] is True
     assert applied["changes"]["seat_count"] == {"before": 25, "after": 50}
     assert applied["changes"]["tenant_count"] == {"before": 5, "after": 10}
     assert applied["license"]["max_seats"] == 50 and applied["license"]["max_tenants"] == 10
-    assert blob not in raw and original not in raw
+    assert blob not in applied.raw and original not in applied.raw
     assert lab.secret_blob() == blob
     assert lab.secret_blob("license.blob.previous") == original
     dep = lab.deployment()
     assert dep.metadata.generation > generation
     assert "kubectl.kubernetes.io/restartedAt" in (dep.spec.template.metadata.annotations or {})
 
-    status, _ = run_module(alex_license, lab.api_args(), capsys)
+    status = run_module(alex_license, lab.api_args(), capsys)
     assert status["max_seats"] == 50 and status["seats_headroom"] == 25 and status["exhausted"] == []
     assert status["license_id"] == applied["claims"]["license_id"]
 
     rv = lab.secret()[0]
-    same, _ = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
+    same = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
     assert same["changed"] is False and same["restarted"] is False
     assert lab.secret()[0] == rv and lab.deployment().metadata.generation == dep.metadata.generation
 
 
 def test_validate_reads_the_secret_when_no_blob_is_given(lab, capsys):
-    res, raw = run_module(alex_license, lab.license_args(state="validate"), capsys)
+    res = run_module(alex_license, lab.license_args(state="validate"), capsys)
     assert res["valid"] is True and res["claims"]["seat_count"] == 25
     assert res["source"] == "secret alexandria/alexandria-ee-license key license.blob"
-    assert lab.info["license_blob"] not in raw
+    assert lab.info["license_blob"] not in res.raw
 
 
 def corrupt(blob):
@@ -293,10 +302,10 @@ def test_bad_blobs_are_refused_and_the_secret_is_unchanged(lab, capsys, kind, wo
         blob = lab.mint(10, 10)
     before = lab.secret()
     generation = lab.deployment().metadata.generation
-    res, raw = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
+    res = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
     assert res["failed"] is True
     assert words in res["msg"], res["msg"]
-    assert blob not in raw
+    assert blob not in res.raw
     assert lab.secret() == before  # resourceVersion and data
     assert lab.deployment().metadata.generation == generation
     assert lab.license()["max_seats"] == 25
@@ -305,7 +314,7 @@ def test_bad_blobs_are_refused_and_the_secret_is_unchanged(lab, capsys, kind, wo
 def test_downgrade_with_force_is_applied_with_a_warning(lab, capsys):
     lab.cli("seed-users", "--active", "12")
     blob = lab.mint(10, 5)
-    res, _ = run_module(alex_license, lab.license_args(state="present", blob=blob, force=True), capsys)
+    res = run_module(alex_license, lab.license_args(state="present", blob=blob, force=True), capsys)
     assert res["changed"] is True and res["downgrade"] == ["seat_count 10 is below the 12 seats in use"]
     assert "applying a downgrade because force=true" in json.dumps(res.get("warnings")), res
     assert lab.secret_blob() == blob
@@ -314,23 +323,23 @@ def test_downgrade_with_force_is_applied_with_a_warning(lab, capsys):
 def test_rollback_restores_the_previous_blob_only_from_the_applied_one(lab, capsys):
     original = lab.secret_blob()
     blob = lab.mint(40, 8)
-    applied, _ = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
+    applied = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
     assert applied["license"]["max_seats"] == 40
 
-    other, _ = run_module(alex_license, lab.license_args(state="rollback", rollback_from="000000000000", restart=True),
-                          capsys)
+    other = run_module(alex_license, lab.license_args(state="rollback", rollback_from="000000000000", restart=True),
+                       capsys)
     assert other["changed"] is False and "nothing rolled back" in other["msg"]
     assert lab.secret_blob() == blob
 
-    back, raw = run_module(alex_license, lab.license_args(state="rollback", rollback_from=applied["fingerprint"],
-                                                          restart=True), capsys)
+    back = run_module(alex_license, lab.license_args(state="rollback", rollback_from=applied["fingerprint"],
+                                                     restart=True), capsys)
     assert back["changed"] is True and back["restarted"] is True
     assert back["fingerprint"] == lc.blob_fingerprint(original)
     assert back["license"]["max_seats"] == 25 and back["license"]["valid"] is True
     assert lab.secret_blob() == original
-    assert blob not in raw and original not in raw
+    assert blob not in back.raw and original not in back.raw
 
-    again, _ = run_module(alex_license, lab.license_args(state="rollback", restart=True), capsys)
+    again = run_module(alex_license, lab.license_args(state="rollback", restart=True), capsys)
     assert again["changed"] is False and again["restarted"] is False
 
 
@@ -366,7 +375,7 @@ def playbook(lab, tmp_path, name, *args, **variables):
                ANSIBLE_CALLBACKS_ENABLED="alex_stats_json", ALEX_STATS_JSON=str(stats), ANSIBLE_NOCOLOR="1")
     argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "alexandria.ee." + name,
             "-e", "@" + str(vars_file)] + list(args)
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, cwd=str(tmp_path), check=False)
     return Run(proc, stats)
 
 
@@ -524,15 +533,15 @@ def test_license_renewal_rolls_back_when_the_api_does_not_serve_the_new_blob(lab
 
 def test_present_creates_a_missing_license_secret(lab, capsys):
     lab.cli("break", "license-missing")
-    status, _ = run_module(alex_license, lab.api_args(), capsys)
+    status = run_module(alex_license, lab.api_args(), capsys)
     assert status["valid"] is False and status["reason"] == "missing"
     assert status["exhausted"] == ["seats", "tenants"]
     blob = lab.mint(25, 5)
-    res, raw = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
+    res = run_module(alex_license, lab.license_args(state="present", blob=blob, restart=True), capsys)
     assert res["changed"] is True and res["previous_claims"] is None and res["restarted"] is True
     assert res["license"]["valid"] is True and res["license"]["max_seats"] == 25
     assert lab.secret_blob() == blob and lab.secret_blob("license.blob.previous") is None
-    assert blob not in raw
+    assert blob not in res.raw
 
 
 def test_license_renewal_playbook_repairs_a_corrupt_license(lab, tmp_path):

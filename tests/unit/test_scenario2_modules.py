@@ -45,11 +45,16 @@ def closed_url():
 
 
 def run(module, args, capsys):
+    """(result, raw JSON output) of one in-process module run."""
     with patch_module_args(args):
         with pytest.raises(SystemExit):
             module.main()
     out = capsys.readouterr().out
     return json.loads(out), out
+
+
+def result_of(module, args, capsys):
+    return run(module, args, capsys)[0]
 
 
 def test_validate_inline_blob_returns_claims_never_the_blob(issuer, pem, capsys):
@@ -86,12 +91,12 @@ def test_validate_reports_invalid_without_failing(issuer, pem, capsys, kind, rea
 
 
 def test_blob_and_blob_file_are_exclusive(pem, capsys):
-    res, _ = run(alex_license, dict(state="validate", blob="ALXLIC1.dummy.dummy", blob_file="/nonexistent", issuer_public_key=pem), capsys)
+    res = result_of(alex_license, dict(state="validate", blob="ALXLIC1.dummy.dummy", blob_file="/nonexistent", issuer_public_key=pem), capsys)
     assert res["failed"] and "mutually exclusive" in res["msg"]
 
 
 def test_unreadable_blob_file_is_one_clear_failure(pem, capsys):
-    res, _ = run(alex_license, dict(state="validate", blob_file="/nonexistent/blob", issuer_public_key=pem), capsys)
+    res = result_of(alex_license, dict(state="validate", blob_file="/nonexistent/blob", issuer_public_key=pem), capsys)
     assert res["failed"] and res["msg"].startswith("cannot read blob_file /nonexistent/blob")
     assert "Traceback" not in json.dumps(res)
 
@@ -106,7 +111,7 @@ def test_bad_issuer_key_is_a_clear_failure(issuer, capsys):
 def test_query_and_present_need_base_url(pem, capsys, monkeypatch):
     monkeypatch.delenv("ALEX_BASE_URL", raising=False)
     for state in ("query", "present"):
-        res, _ = run(alex_license, dict(state=state, blob="ALXLIC1.dummy.dummy", issuer_public_key=pem), capsys)
+        res = result_of(alex_license, dict(state=state, blob="ALXLIC1.dummy.dummy", issuer_public_key=pem), capsys)
         assert res["failed"] and "base_url" in res["msg"]
 
 
@@ -150,7 +155,7 @@ def test_expiry_is_checked_against_now(issuer, pem, capsys):
     """A blob that expires in a minute is valid now; validation uses the real clock."""
     soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     blob = lc.encode_license(claims(expires_at=soon), issuer)
-    res, _ = run(alex_license, dict(state="validate", blob=blob, issuer_public_key=pem), capsys)
+    res = result_of(alex_license, dict(state="validate", blob=blob, issuer_public_key=pem), capsys)
     assert res["valid"] is True
 
 
@@ -218,8 +223,8 @@ def test_admin_api_5xx_is_a_clear_failure(capsys):
 def test_a_deactivation_failing_half_way_says_who_was_done(capsys):
     server = _Admin5xx()
     try:
-        res, _ = run(alex_seats, dict(base_url=server.url, admin_token=TOKEN, state="deactivated", inactive_days=30,
-                                      max_deactivate=2), capsys)
+        res = result_of(alex_seats, dict(base_url=server.url, admin_token=TOKEN, state="deactivated", inactive_days=30,
+                                         max_deactivate=2), capsys)
     finally:
         server.close()
     assert res["failed"] and res["changed"] is True
