@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark of runbook Scenario 1 on the lab (not a test).
 
 1. Wall time of the whole diagnosis: `ansible-playbook alexandria.ee.api_not_serving --check` from the process
@@ -138,7 +137,7 @@ def main():
                 alexlab(lab_dir, "break", fault)
             with open(os.path.join(lab_dir, "lab.json"), encoding="utf-8") as handle:
                 lab = json.load(handle)
-            runs = [run_playbook(lab, workdir) for _ in range(args.runs)]
+            runs = [run_playbook(lab, workdir) for dummy in range(args.runs)]
             rows.append((fault or "healthy", runs))
             print("%-20s cause %-32s to summary %s s, whole run %s s, %d requests" % (
                 fault or "healthy", runs[0]["cause"], [round(r["to_summary"], 2) for r in runs],
@@ -185,8 +184,8 @@ def main():
               "| api log length | requests (module) | requests (client) | log bytes read | triage time (s) |",
               "| --- | --- | --- | --- | --- |"]
     for extra, result in counts:
-        lines.append("| +%d lines | %d | %d | %d | %.3f |" % (extra, result["module_count"], result["wire_count"],
-                                                             result["log_bytes"], result["seconds"]))
+        lines.append("| +%d lines | %d | %d | %d | %.3f |" % (
+            extra, result["module_count"], result["wire_count"], result["log_bytes"], result["seconds"]))
     lines += ["", "Where the time goes: `ansible-playbook` start-up and one Python process per module (about 1 s of"
               " it importing the `kubernetes` client); under `orchestrator-hang` the API itself takes its 2 s"
               " orchestrator deadline to answer `/ready`. The request count is 1 pod list + 1 event list + 1"

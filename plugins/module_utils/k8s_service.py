@@ -21,13 +21,14 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     ApiException,
     K8sError,
     describe_api_error,
-    transport_errors,
 )
 
 try:
     from kubernetes.client import CoreV1Api
+    from urllib3.exceptions import HTTPError as TransportError
 except ImportError:
     CoreV1Api = None
+    TransportError = OSError
 
 try:
     from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +68,7 @@ class ReleaseService:
             return method(*args, _preload_content=False, **kwargs)
         except ApiException:
             raise
-        except transport_errors() as exc:
+        except (TransportError, OSError) as exc:
             raise K8sError(describe_api_error(exc, what))
 
     def _json(self, what, method, *args, **kwargs):

@@ -322,7 +322,7 @@ def _matches(text, needles):
         return [], []
     lines = text.splitlines()
     found = [(len(lines) - 1 - i, line) for i, line in enumerate(lines) if any(n in line for n in needles)]
-    return [p for p, _ in found], [line for _, line in found]
+    return [position for position, line in found], [line for position, line in found]
 
 
 _NOTABLE = re.compile(r"panic|fatal|error|warn|deadlock|killed|out of memory|signal", re.IGNORECASE)

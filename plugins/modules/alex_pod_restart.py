@@ -20,7 +20,7 @@ description:
   - Only pods of the release can be deleted; naming any other pod fails before anything is deleted.
   - In check mode it lists the pods it would delete and deletes nothing.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.k8s_auth
@@ -29,7 +29,7 @@ attributes:
   check_mode:
     support: full
     details:
-      - Reports the pods it would delete in RV(deleted), with RV(changed=true).
+      - Reports the pods it would delete in RV(deleted), with C(changed=true).
   diff_mode:
     support: none
 options:

@@ -24,7 +24,7 @@ description:
   - With O(wait=true) it probes every O(wait_sleep) seconds until C(/ready) answers C(200) and C(/license)
     answers valid JSON, for verification after a fix.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.attributes.INFO_MODULE

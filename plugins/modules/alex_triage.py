@@ -33,7 +33,7 @@ description:
   - Fails with one message naming the problem when the Kubernetes API is unreachable, refuses the credentials,
     RBAC forbids a read (403), the namespace does not exist or no pod matches the release.
 author:
-  - alexandria.ee contributors
+  - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.attributes.INFO_MODULE
@@ -204,7 +204,7 @@ def main():
     argument_spec = k8s_auth_argument_spec()
     argument_spec.update(deployment_argument_spec())
     argument_spec.update(
-        license_secret=dict(type="str"),
+        license_secret=dict(type="str", no_log=False),
         license_secret_key=dict(type="str", default="license.blob", no_log=False),
         tail_lines=dict(type="int", default=50),
         limit_bytes=dict(type="int", default=65536),

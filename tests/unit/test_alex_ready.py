@@ -189,8 +189,8 @@ def test_503_reason_is_the_body_reason_and_is_not_retried(serve, capsys):
 
 
 def test_503_without_reason_lists_the_failing_checks(serve, capsys):
-    body = {"status": "not_ready", "checks": {"orchestrator": "ok", "license": "license blob invalid",
-                                               "database": "ok"}}
+    body = {"status": "not_ready",
+            "checks": {"orchestrator": "ok", "license": "license blob invalid", "database": "ok"}}
     server = serve({"/ready": js(503, body), "/license": js(200, LICENSE)})
     assert run(dict(base_url=server.url), capsys)["reason"] == "license: license blob invalid"
 
@@ -222,8 +222,8 @@ def test_redirect_is_reported_not_followed(serve, capsys):
 
 def test_huge_body_is_cut_off_with_a_clear_reason(serve, capsys):
     huge = b"x" * (3 * 1024 * 1024)
-    server = serve({"/ready": (503, huge, "text/plain"), "/license": (200, b"[" + b"1," * 800000 + b"1]",
-                                                                     "application/json")})
+    big_json = b"[" + b"1," * 800000 + b"1]"
+    server = serve({"/ready": (503, huge, "text/plain"), "/license": (200, big_json, "application/json")})
     res = run(dict(base_url=server.url), capsys)
     assert res["ready"] is False and res["status"] == 503
     assert res["reason"] == "GET /ready: response body larger than 1048576 bytes"
