@@ -21,14 +21,8 @@ import datetime
 import json
 import time
 
-from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
-    ApiException, K8sError, describe_api_error, transport_errors,
-)
-
-try:
-    import kubernetes
-except ImportError:  # reported by build_api_client()
-    kubernetes = None
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_client
+from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import K8sError, describe_api_error
 
 RESTART_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 DEFAULT_LICENSE_KEY = "license.blob"
@@ -102,9 +96,12 @@ class Workload:
     """The license Secret and the Deployment of one release, through a kubernetes.client.ApiClient."""
 
     def __init__(self, api_client, namespace):
+        """api_client comes from k8s_client.build_api_client(), which has loaded the library (lazily)."""
+        import kubernetes  # pylint: disable=import-outside-toplevel
         self.namespace = namespace
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.apps = kubernetes.client.AppsV1Api(api_client)
+        self._errors = (k8s_client.ApiException,) + tuple(k8s_client.transport_errors())
 
     def _call(self, what, func, *args, **kwargs):
         """Call func for raw JSON; returns the decoded dict, or None on 404 when missing_ok."""
@@ -113,11 +110,9 @@ class Workload:
         try:
             resp = func(*args, **kwargs)
             body = resp.data
-        except ApiException as exc:
-            if missing_ok and getattr(exc, "status", None) == 404:
+        except self._errors as exc:  # ApiException, or a transport error (urllib3, OSError)
+            if missing_ok and isinstance(exc, k8s_client.ApiException) and getattr(exc, "status", None) == 404:
                 return None
-            raise K8sError(describe_api_error(exc, what))
-        except transport_errors() as exc:
             raise K8sError(describe_api_error(exc, what))
         try:
             return json.loads(body.decode("utf-8")) if body else {}
