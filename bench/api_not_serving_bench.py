@@ -130,6 +130,7 @@ def main():
     lab_dir = tempfile.mkdtemp(prefix="alex-s1-bench-")
     workdir = tempfile.mkdtemp(prefix="alex-s1-bench-run-")
     rows, counts = [], []
+    load_before = os.getloadavg()[0]
     alexlab(lab_dir, "up")
     try:
         for fault in (None,) + FAULTS:
@@ -160,13 +161,16 @@ def main():
         shutil.rmtree(lab_dir, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
+    load_after = os.getloadavg()[0]
+
     def med(values):
         return "%.1f" % statistics.median(values)
 
     lines = [BEGIN, "", "## Scenario 1: API not serving (`bench/api_not_serving_bench.py`)", "",
-             "Measured on %s, %s, `--runs %d`. Goal: the whole diagnosis in at most 10 s; a constant number of"
-             " Kubernetes API requests, whatever the log length." % (machine(), time.strftime("%Y-%m-%d"),
-                                                                     args.runs), "",
+             "Measured on %s, %s, `--runs %d`, 1-minute load average %.1f before and %.1f after (other work"
+             " shares the machine). Goal: the whole diagnosis in at most 10 s; a constant number of Kubernetes API"
+             " requests, whatever the log length." % (machine(), time.strftime("%Y-%m-%d"), args.runs, load_before,
+                                                      load_after), "",
              "Wall time of `ansible-playbook alexandria.ee.api_not_serving --check` on the lab, from the process"
              " start to the recorded diagnosis (the `set_stats` summary), and to the end of the run (plan"
              " printed); median of the runs (min-max):", "",
