@@ -95,6 +95,20 @@ def table_state(conn, tables=None):
     return state
 
 
+def row_versions(conn, tables=None):
+    """md5 of every row's physical version (ctid, xmin) in the three tables: equal means nothing was written,
+    not even a row rewritten with the same values."""
+    tables = tables or audit_store.AuditTables()
+    out = {}
+    with conn.cursor() as cur:
+        for name, ident in (("logs", tables.logs), ("anchors", tables.anchors), ("quarantine", tables.quarantine)):
+            cur.execute(sql.SQL("SELECT md5(coalesce(string_agg(ctid::text || ':' || xmin::text, ',' ORDER BY ctid), ''))"
+                                " FROM {}").format(ident))
+            out[name] = cur.fetchone()[0]
+    conn.rollback()
+    return out
+
+
 def run_module(module, args, check_mode=False, diff=False):
     """Run a module's main() in-process (patch_module_args); returns its JSON result."""
     args = dict(args)

@@ -14,6 +14,7 @@ import audit_helpers as h
 
 BIN = os.path.dirname(sys.executable)
 PASSWORD = "S3cretPassw0rd-9d1f7c"
+HOSTILE = "../x'; DROP TABLE audit_logs;--\"ü"
 
 
 def playbook(name, extra, *args, check=False):
@@ -39,9 +40,11 @@ def files(directory):
 @pytest.fixture
 def incident(pg_dsn, tmp_path):
     conn = h.setup_tables(pg_dsn)
-    h.load(conn, h.rows_for("acme", 300) + h.rows_for("globex", 120) + h.rows_for("clean", 20))
+    h.load(conn, h.rows_for("acme", 300) + h.rows_for("globex", 120) + h.rows_for("clean", 20)
+           + h.rows_for(HOSTILE, 30))
     h.tamper(conn, "acme", [10, 11, 200])
     h.delete(conn, "globex", range(40, 46))
+    h.tamper(conn, HOSTILE, [7])
     extra = tmp_path / "vars.json"
     evidence = tmp_path / "evidence"
     evidence.mkdir()
@@ -60,11 +63,11 @@ def test_gates_check_real_second_run_and_rollback(incident):
     assert "Missing - audit_chain_signoff (the reference of the written compliance sign-off); audit_chain_confirm=true" \
         in proc.stdout
     assert h.table_state(conn) == broken
-    slug = dict((t, "%s-%s" % (t, hashlib.sha1(t.encode()).hexdigest()[:10])) for t in ("acme", "globex"))
-    assert sorted(os.path.basename(p) for p in files(evidence)) == [
-        "capture-%s.csv" % slug["acme"], "capture-%s.csv.manifest.json" % slug["acme"],
-        "capture-%s.csv" % slug["globex"], "capture-%s.csv.manifest.json" % slug["globex"],
-        "incident-report.json", "incident-report.md"]
+    slug = dict((t, "%s-%s" % (safe, hashlib.sha1(t.encode()).hexdigest()[:10]))
+                for t, safe in (("acme", "acme"), ("globex", "globex"), (HOSTILE, ".._x_DROP_TABLE_audit_logs_--_")))
+    assert sorted(os.path.relpath(p, evidence) for p in files(evidence)) == sorted(
+        ["capture-%s.csv" % s for s in slug.values()] + ["capture-%s.csv.manifest.json" % s for s in slug.values()]
+        + ["incident-report.json", "incident-report.md"])
     assert json.load(open(os.path.join(evidence, "incident-report.json")))["status"] == "captured_awaiting_signoff"
     proc, (changed, failed) = playbook("audit_chain_failure", extra, "-e", "audit_chain_signoff=CR-7")
     assert failed == 1 and "Missing - audit_chain_confirm=true" in proc.stdout and "audit_chain_signoff (" not in \
@@ -72,11 +75,12 @@ def test_gates_check_real_second_run_and_rollback(incident):
 
     # 2. --check with both gates open: the whole playbook runs, nothing changes anywhere
     before_files = files(evidence)
+    versions = h.row_versions(conn)
     gates = ("-e", "audit_chain_signoff=CR-2026-0042", "-e", "audit_chain_confirm=true")
     proc, (changed, failed) = playbook("audit_chain_failure", extra, *gates, check=True)
     assert proc.returncode == 0 and failed == 0, proc.stdout[-3000:]
     assert "RetireUnverifiableAuditRows" in proc.stdout and "would_retire (check mode)" in proc.stdout
-    assert h.table_state(conn) == broken
+    assert h.table_state(conn) == broken and h.row_versions(conn) == versions
     assert files(evidence) == before_files
 
     # 3. the real run, at -vvv: retire, verify; neither the password nor the HMAC key is printed
@@ -86,7 +90,7 @@ def test_gates_check_real_second_run_and_rollback(incident):
     assert PASSWORD not in output and h.KEY not in output
     assert "audit chain anchor reset" in output
     retired = h.table_state(conn)
-    assert retired["quarantine"][0] == 3 and retired["anchors"][0] == 3
+    assert retired["quarantine"][0] == 4 and retired["anchors"][0] == 4
     report = json.load(open(os.path.join(evidence, "incident-report.json")))
     assert report["status"] == "retired" and report["signoff"] == "CR-2026-0042"
     acme = next(t for t in report["tenants"] if t["tenant_id"] == "acme")
@@ -104,11 +108,12 @@ def test_gates_check_real_second_run_and_rollback(incident):
     assert "Suspected cause" in md and backup["sha256"] in md and "CR-2026-0042" in md
 
     # 4. a second real run (and a --check run) find nothing to do
+    versions = h.row_versions(conn)
     proc, (changed, failed) = playbook("audit_chain_failure", extra, *gates)
     assert proc.returncode == 0 and changed == 0, proc.stdout[-3000:]
     proc, (changed, failed) = playbook("audit_chain_failure", extra, *gates, check=True)
     assert proc.returncode == 0 and changed == 0
-    assert h.table_state(conn) == retired
+    assert h.table_state(conn) == retired and h.row_versions(conn) == versions
 
     # 5. rollback: gated, --check changes nothing, the real run restores the broken chain exactly, then no-op
     proc, (changed, failed) = playbook("audit_chain_rollback", extra, "-e", "audit_chain_backup=" + backup["file"])
