@@ -224,3 +224,15 @@ def test_up_after_a_crash_cleans_the_leftovers_first(tmp_path):
     finally:
         assert handle.down().returncode == 0
     assert lab_processes(tmp_path / "lab") == []
+
+
+def test_unreachable_dsn_starts_nothing(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    line = one_line_error(run("up", "--dir", str(tmp_path / "lab"), "--dsn",
+                              "host=127.0.0.1 port=%d dbname=nowhere user=lab password=s3cret connect_timeout=3" % port),
+                          words="cannot prepare PostgreSQL (external)")
+    assert "s3cret" not in line
+    assert not os.path.exists(tmp_path / "lab" / "lab.json")
+    assert lab_processes(tmp_path / "lab") == []
