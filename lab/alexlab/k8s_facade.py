@@ -78,8 +78,11 @@ def discovery_list(group):
     for name, spec in sorted(RESOURCES.items()):
         if spec["group"] != group:
             continue
-        resources.append({"name": name, "singularName": spec["kind"].lower(), "namespaced": spec["namespaced"],
-                          "kind": spec["kind"], "verbs": spec["verbs"], "shortNames": spec["short"]})
+        entry = {"name": name, "singularName": spec["kind"].lower(), "namespaced": spec["namespaced"],
+                 "kind": spec["kind"], "verbs": spec["verbs"], "shortNames": spec["short"]}
+        if name in ("pods", "services", "deployments", "replicasets"):
+            entry["categories"] = ["all"]
+        resources.append(entry)
         for sub, verbs in sorted(spec.get("sub", {}).items()):
             kind = {"log": "Pod", "scale": "Scale"}.get(sub, spec["kind"])
             entry = {"name": "%s/%s" % (name, sub), "singularName": "", "namespaced": True, "kind": kind, "verbs": verbs}

@@ -2,6 +2,7 @@
 
 Shared by the lab and the test suite: ALEX_TEST_DSN wins when set.
 """
+import atexit
 import os
 import uuid
 
@@ -29,6 +30,7 @@ def stop_embedded(datadir):
     server = pgserver.get_server(str(datadir), cleanup_mode=None)
     pg_ctl(["-m", "fast", "-w", "stop"], pgdata=server.pgdata, user=server.system_user)
     # pgserver caches one handle per data directory; a later start_embedded in this process must not reuse it.
+    atexit.unregister(server._cleanup)
     pgserver.postgres_server.PostgresServer._instances.pop(server.pgdata, None)
     return True
 

@@ -9,7 +9,8 @@ def lab(tmp_path_factory):
     handle = LabHandle.up(tmp_path_factory.mktemp("lab"))
     yield handle
     proc = handle.down()
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("lab in ") and "stopped" in proc.stdout
 
 
 @pytest.fixture
