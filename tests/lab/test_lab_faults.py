@@ -123,7 +123,10 @@ def test_license_faults(healthy, fault, reason, words):
         assert secret.returncode == 1 and "NotFound" in secret.stderr
     else:
         assert base64.b64decode(secret.stdout).decode() != lab.info["license_blob"]
-    assert lab.client.container_status("api")["ready"] is False or ready(lab)[0] == 503
+    lab.client.wait_for("the readiness probe to fail",
+                        lambda: lab.client.container_status("api")["ready"] is False, 20)
+    assert "1/2" in lab.kubectl("get", "pods", "-n", NS).stdout
+    assert lab.apps().read_namespaced_deployment("alexandria-ee", NS).status.available_replicas == 0
     lab.cli("heal", fault)
     assert_healthy(lab)
 
