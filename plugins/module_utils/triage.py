@@ -401,23 +401,26 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
     if isinstance(probe, dict) and not probe.get("ready"):
         probe_reason = str(probe.get("reason") or "")
 
+    blocking = set()  # causes the current state shows (not only log lines), even while /ready answers 200
+
     # -- 1. the license Secret (runbook step 3: kubectl get secret)
     secret_missing = False
     if isinstance(license_secret, dict):
         name = license_secret.get("name") or "license Secret"
         if license_secret.get("exists") is False:
             secret_missing = True
+            blocking.add("license_secret_missing")
             candidate("license_secret_missing", API, SCORE_SECRET_MISSING).add(
                 "secret %s: not found (404)" % name)
         elif license_secret.get("exists") and license_secret.get("key_present") is False:
             secret_missing = True
+            blocking.add("license_secret_missing")
             candidate("license_secret_missing", API, SCORE_SECRET_MISSING).add(
                 "secret %s: exists but has no key %s" % (name, license_secret.get("key") or "license.blob"))
 
     # -- 2. container states (runbook step 4 and the crash loop of step 2)
     oom_containers = set()
     crashloop = set()
-    blocking = set()  # current causes even while /ready answers 200
     for summary in summaries:
         for cont in summary["containers"]:
             where = "pod %s container %s" % (summary["name"], cont["name"])
@@ -434,11 +437,11 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
                     recovered = False
                 if not recovered:
                     oom_containers.add(cont["name"])
+                    blocking.add("oom_killed")
                 score = (SCORE_OOM_RECOVERED if recovered else SCORE_OOM_STATE if flapping or not running
                          else SCORE_OOM_RUNNING)
                 cand = candidate("oom_killed", cont["name"], score)
                 if flapping:
-                    blocking.add("oom_killed")
                     cand.add("%s state: %s, ready, but only for %ds since the OOM kill (less than %ds): the "
                              "next kill is likely" % (where, cont["state"], uptime, stable_seconds))
                 elif recovered:
@@ -454,7 +457,8 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
                     cand.add(line)
                 cand.extra.setdefault("memory_limit", cont["memory_limit"])
             elif cont["state_reason"] in ("CrashLoopBackOff", "Error") or (
-                    last and last.get("exit_code") not in (None, 0) and not cont["ready"]):
+                    last and last.get("exit_code") not in (None, 0) and not cont["state"].startswith("running")):
+                # Down after a failure. (Running again after one is not yet a loop: its readiness may lag.)
                 crashloop.add(cont["name"])
 
     # -- 3. events (kubectl get events --sort-by=.lastTimestamp | tail -20)
@@ -530,6 +534,7 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
                 if socket is not None:
                     socket.add(words + " (the OOM kill removed the socket)")
             elif ORCHESTRATOR in crashloop:
+                blocking.add("orchestrator_socket_missing")
                 cand = socket or candidate("orchestrator_socket_missing", ORCHESTRATOR, SCORE_CRASHLOOP_ONLY)
                 if socket is not None:
                     corroborated.add(cand.code)
@@ -564,10 +569,11 @@ def classify(pods, events=None, logs=None, license_secret=None, probe=None, rele
     probe_ready = isinstance(probe, dict) and bool(probe.get("ready"))
     pods_ready = bool(summaries) and all(s["ready"] and s["phase"] == "Running" and not s["deleting"]
                                          for s in summaries)
-    # Serving: the probe says ready and every pod is ready, or the probe says ready and nothing is wrong but
-    # a container's readiness has not caught up yet (the kubelet probes periodically).
+    # Serving: /ready answers 200 and no container state, event or Secret shows a current cause (log lines alone
+    # are history then, and a container's readiness may lag: the kubelet probes periodically). Without a probe:
+    # every pod ready and nothing current.
     if isinstance(probe, dict):
-        healthy = probe_ready and (pods_ready or (bool(summaries) and not candidates))
+        healthy = probe_ready and bool(summaries)
     else:
         healthy = pods_ready
     healthy = healthy and not blocking

@@ -152,8 +152,8 @@ causes:
       type: str
       sample: 512Mi
 pods:
-  description: Per pod - name, phase, node, deleting, ready, and per container name, ready, restart_count, state,
-    state_reason, last_terminated (reason, exit_code, finished_at), memory_limit.
+  description: Per pod - name, phase, node, deleting, ready, and per container name, ready, started, restart_count,
+    state, running_since, state_reason, last_terminated (reason, exit_code, finished_at), memory_limit.
   returned: success
   type: list
   elements: dict
@@ -183,6 +183,16 @@ selector:
   returned: always
   type: str
   sample: app.kubernetes.io/instance=alexandria-ee
+namespace:
+  description: The namespace triaged.
+  returned: success
+  type: str
+  sample: alexandria
+release:
+  description: The release triaged.
+  returned: success
+  type: str
+  sample: alexandria-ee
 '''
 
 import time

@@ -154,6 +154,28 @@ def test_probe_ready_before_the_readiness_of_a_container_catches_up():
     assert evidence_with(first, "api running ready=False restartCount=0")
 
 
+def test_just_recovered_old_log_lines_and_lagging_readiness_are_history():
+    fx = load("orchestrator_crash")  # the api log still holds the socket errors
+    pod = copy.deepcopy(fx["podList"]["items"][0])
+    orch = pod["status"]["containerStatuses"][1]
+    orch["state"] = {"running": {"startedAt": "2026-11-27T09:52:10Z"}}
+    orch["ready"] = False  # not probed yet since it came back
+    first = run(fx, pods=[pod], probe={"ready": True, "status": 200, "reason": None})["causes"][0]
+    assert first["code"] == "healthy"
+    assert evidence_with(first, "earlier signal, not current: orchestrator_socket_missing")
+
+
+def test_serving_but_the_state_shows_a_current_cause():
+    # /ready 200, yet the license Secret is gone (the next restart will not load a license) ...
+    fx = load("license_missing")
+    assert run(fx, probe={"ready": True, "status": 200, "reason": None})["causes"][0]["code"] == \
+        "license_secret_missing"
+    # ... or the orchestrator crash-loops (another replica answered the probe).
+    fx = load("orchestrator_crash")
+    assert run(fx, probe={"ready": True, "status": 200, "reason": None})["causes"][0]["code"] == \
+        "orchestrator_socket_missing"
+
+
 def test_a_socket_left_behind_by_a_killed_orchestrator_is_the_same_cause():
     fx = load("orchestrator_crash")
     logs = copy.deepcopy(fx["logs"])
