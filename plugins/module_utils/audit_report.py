@@ -69,10 +69,10 @@ def reasoning(result):
                    % (sum(s["rows"] for s in segs), _spans(segs)))
     if "link_broken" in by_kind:
         segs = by_kind["link_broken"]
+        count = sum(s["rows"] for s in segs)
         why.append("%d row(s) carry a valid HMAC but their prev_hmac is not the previous row's row_hmac (%s): they "
                    "were signed against another version of the chain - a writer reading a stale tip (replication "
-                   "lag, failover) or a previous row re-signed after an edit." % (sum(s["rows"] for s in segs),
-                                                                                _spans(segs)))
+                   "lag, failover) or a previous row re-signed after an edit." % (count, _spans(segs)))
     if len(by_kind) > 1:
         why.append("Several kinds of damage in one tenant: each is listed with its own reading above; the most "
                    "likely single cause is given first.")
@@ -126,11 +126,11 @@ def build_report(incident_id, verify, captures=None, backup=None, retires=None, 
             else:
                 kept = ("No row was there to capture (missing seqs only); the capture %s (sha256 %s) records "
                         "that. " % (capture["file"], capture["sha256"]) if capture else "")
+            resumes = ", ".join(str(a["resume_seq"]) for a in retired["anchors"])
             disposition = kept + (
                 "%d row(s) were moved from the audit table to %s, never deleted; anchor(s) at resume_seq %s "
                 "commit to their sha256, the capture's and backup's sha256 and the sign-off, so verification "
-                "resumes after them." % (retired["rows_moved"], quarantine,
-                                          ", ".join(str(a["resume_seq"]) for a in retired["anchors"])))
+                "resumes after them." % (retired["rows_moved"], quarantine, resumes))
         elif capture:
             status = "captured_awaiting_signoff"
             disposition = ("Captured in %s (sha256 %s), %d row(s); nothing retired yet: waiting for the written "
@@ -198,8 +198,8 @@ def render_markdown(report):
         lines.append("| seqs | kind | rows |")
         lines.append("| --- | --- | --- |")
         for seg in tenant["segments"]:
-            lines.append("| %d-%d | %s | %d%s |" % (seg["first_seq"], seg["last_seq"], seg["kind"], seg["rows"],
-                                                   " missing" if seg["kind"] == "seq_gap" else ""))
+            missing = " missing" if seg["kind"] == "seq_gap" else ""
+            lines.append("| %d-%d | %s | %d%s |" % (seg["first_seq"], seg["last_seq"], seg["kind"], seg["rows"], missing))
         lines.append("")
         cause = tenant["suspected_cause"]
         lines.append("**Suspected cause:** %s (`%s`)." % (cause["summary"], cause["code"]))

@@ -33,10 +33,11 @@ def _lib():
             import kubernetes.config
             from kubernetes.client.rest import ApiException
             import urllib3.exceptions
-            _LIB.update(kubernetes=kubernetes, ApiException=ApiException, urllib3_exceptions=urllib3.exceptions,
+            _LIB.update(kubernetes=kubernetes, ApiException=ApiException,
+                        transport_errors=(urllib3.exceptions.HTTPError, OSError),
                         HAS_KUBERNETES=True, KUBERNETES_IMPORT_ERROR=None)
         except ImportError:
-            _LIB.update(kubernetes=None, ApiException=_MissingApiException, urllib3_exceptions=None,
+            _LIB.update(kubernetes=None, ApiException=_MissingApiException, transport_errors=(OSError,),
                         HAS_KUBERNETES=False, KUBERNETES_IMPORT_ERROR=traceback.format_exc())
     return _LIB
 
@@ -126,7 +127,4 @@ def describe_api_error(exc, what):
 
 def transport_errors():
     """The exception classes a request can raise besides ApiException."""
-    lib = _lib()
-    if not lib["HAS_KUBERNETES"]:
-        return (OSError,)
-    return (lib["urllib3_exceptions"].HTTPError, OSError)
+    return _lib()["transport_errors"]
