@@ -2,12 +2,20 @@
 import concurrent.futures
 import io
 import re
+import time
 
 import pytest
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
 
 pytestmark = pytest.mark.lab
+
+
+def rollout_restart(lab):
+    """kubectl rollout restart, at most once a second (kubectl refuses a second restart within the same second)."""
+    time.sleep(1.1)
+    lab.kubectl("rollout", "restart", "deployment/alexandria-ee", "-n", "alexandria")
+
 
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 USER_KEYS = {"id", "username", "tenant_id", "status", "created_at", "last_active_at"}
@@ -99,13 +107,13 @@ def test_tenant_listing_needs_enterprise(lab):
     original = lab.client.secret_value("alexandria-ee-license", "license.blob")
     try:
         lab.client.set_secret_value("alexandria-ee-license", "license.blob", blob.encode())
-        lab.kubectl("rollout", "restart", "deployment/alexandria-ee")
+        rollout_restart(lab)
         lab.kubectl("rollout", "status", "deployment/alexandria-ee", "--timeout=60s")
         assert lab.api("GET", "/admin/v1/tenants") == (403, {"error": "tier_required", "required": "enterprise",
                                                              "tier": "business"})
     finally:
         lab.client.set_secret_value("alexandria-ee-license", "license.blob", original)
-        lab.kubectl("rollout", "restart", "deployment/alexandria-ee")
+        rollout_restart(lab)
         lab.kubectl("rollout", "status", "deployment/alexandria-ee", "--timeout=60s")
     assert lab.api("GET", "/admin/v1/tenants")[0] == 200
 

@@ -2,6 +2,7 @@
 import base64
 import json
 import subprocess
+import time
 
 import kubernetes
 import pytest
@@ -9,6 +10,13 @@ import pytest
 from alexlab.common import proc_alive
 
 pytestmark = pytest.mark.lab
+
+
+def rollout_restart(lab):
+    """kubectl rollout restart, at most once a second (kubectl refuses a second restart within the same second)."""
+    time.sleep(1.1)
+    lab.kubectl("rollout", "restart", "deployment/alexandria-ee", "-n", "alexandria")
+
 
 NS = "alexandria"
 SELECTOR = "app.kubernetes.io/instance=alexandria-ee"
@@ -89,7 +97,7 @@ def test_rollout_restart_and_status(lab):
     apps = lab.apps()
     before = apps.read_namespaced_deployment("alexandria-ee", NS)
     old_name = pod_name(lab)
-    lab.kubectl("rollout", "restart", "deployment/alexandria-ee", "-n", NS)
+    rollout_restart(lab)
     out = lab.kubectl("rollout", "status", "deployment/alexandria-ee", "-n", NS, "--timeout=60s").stdout
     assert 'deployment "alexandria-ee" successfully rolled out' in out
     after = apps.read_namespaced_deployment("alexandria-ee", NS)
@@ -180,11 +188,11 @@ def test_license_secret_rewrite_and_rollout_apply_a_new_license(lab):
     secret.data["license.blob"] = base64.b64encode(blob.encode()).decode()
     core.replace_namespaced_secret("alexandria-ee-license", NS, secret)
     assert lab.api("GET", "/license", auth=False)[1]["max_seats"] == 25  # read at start only
-    lab.kubectl("rollout", "restart", "deployment/alexandria-ee", "-n", NS)
+    rollout_restart(lab)
     lab.kubectl("rollout", "status", "deployment/alexandria-ee", "-n", NS, "--timeout=60s")
     assert lab.api("GET", "/license", auth=False)[1]["max_seats"] == 31
     core.patch_namespaced_secret("alexandria-ee-license", NS, {"data": {"license.blob": original}})
-    lab.kubectl("rollout", "restart", "deployment/alexandria-ee", "-n", NS)
+    rollout_restart(lab)
     lab.kubectl("rollout", "status", "deployment/alexandria-ee", "-n", NS, "--timeout=60s")
     assert lab.api("GET", "/license", auth=False)[1]["max_seats"] == 25
 
