@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, alexandria.ee contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run record every scenario playbook leaves, and the plan hash: pure, no Ansible imports.
+
+One shape for all scenarios, so an incident ticket, a workflow node or a script reads them alike:
+what the run saw (observed), decided (decisions) and did (actions), with times, the plan it
+would carry out and that plan's hash.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+
+RECORD_FORMAT = "alexandria.ee/run-record/v1"
+SCENARIOS = ("api_not_serving", "quota_exceeded", "license_renewal", "audit_chain_failure", "audit_chain_rollback")
+
+
+def canonical_json(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def plan_hash(plan):
+    """SHA-256 (hex) of the plan's canonical JSON: the same plan always hashes the same."""
+    return hashlib.sha256(canonical_json(plan).encode("utf-8")).hexdigest()
+
+
+def _entries(items):
+    """Normalise observed/decisions/actions entries to dicts (a bare string becomes {'what': text})."""
+    out = []
+    for item in items or []:
+        out.append(dict(item) if isinstance(item, dict) else {"what": str(item)})
+    return out
+
+
+def build_record(scenario, deployment, result, started_at, finished_at, check_mode, causes=None, scope=None,
+                 observed=None, decisions=None, actions=None, plan=None, details=None):
+    plan = plan if plan is not None else []
+    return {
+        "format": RECORD_FORMAT,
+        "scenario": scenario,
+        "deployment": dict(deployment or {}),
+        "check_mode": bool(check_mode),
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "result": result,
+        "causes": list(causes or []),
+        "scope": scope if scope is not None else {},
+        "observed": _entries(observed),
+        "decisions": _entries(decisions),
+        "actions": _entries(actions),
+        "plan": plan,
+        "plan_hash": plan_hash(plan),
+        "details": details if details is not None else {},
+    }
+
+
+def _cell(value):
+    if isinstance(value, (dict, list)):
+        value = canonical_json(value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _entry_lines(entries):
+    if not entries:
+        return ["_none_"]
+    lines = []
+    for entry in entries:
+        when = entry.get("time") or entry.get("at") or ""
+        what = entry.get("what") or entry.get("action") or entry.get("decision") or entry.get("code") or ""
+        rest = dict((k, v) for k, v in entry.items() if k not in ("time", "at", "what", "action", "decision"))
+        line = "- " + ("`%s` " % when if when else "") + _cell(what)
+        if rest:
+            line += " - " + "; ".join("%s: %s" % (k, _cell(v)) for k, v in sorted(rest.items()))
+        lines.append(line)
+    return lines
+
+
+def render_markdown(record):
+    dep = record["deployment"]
+    where = ", ".join("%s %s" % (k, _cell(v)) for k, v in sorted(dep.items())) or "unspecified"
+    lines = [
+        "# Alexandria EE run record: %s" % record["scenario"],
+        "",
+        "| | |",
+        "| --- | --- |",
+        "| deployment | %s |" % where,
+        "| result | **%s** |" % _cell(record["result"]),
+        "| check mode (rehearsal) | %s |" % ("yes" if record["check_mode"] else "no"),
+        "| started | %s |" % _cell(record["started_at"]),
+        "| finished | %s |" % _cell(record["finished_at"]),
+        "| plan hash | `%s` |" % record["plan_hash"],
+        "",
+        "## Causes",
+        "",
+    ]
+    lines += ["- " + _cell(c.get("code", c) if isinstance(c, dict) else c) for c in record["causes"]] or ["_none_"]
+    lines += ["", "## Scope", "", "```json", json.dumps(record["scope"], indent=2, sort_keys=True,
+                                                         ensure_ascii=False), "```"]
+    for title, key in (("What the run saw", "observed"), ("What it decided", "decisions"), ("What it did", "actions")):
+        lines += ["", "## " + title, ""] + _entry_lines(record[key])
+    lines += ["", "## Plan", "", "```json", json.dumps(record["plan"], indent=2, sort_keys=True, ensure_ascii=False),
+              "```", ""]
+    if record["details"]:
+        lines += ["## Details", "", "```json", json.dumps(record["details"], indent=2, sort_keys=True,
+                                                           ensure_ascii=False), "```", ""]
+    return "\n".join(lines)
+
+
+def record_basename(scenario, host, started_at):
+    """A file name that sorts by time and never collides across hosts: <scenario>-<host>-<time>."""
+    safe_host = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(host)) or "localhost"
+    stamp = "".join(ch for ch in str(started_at) if ch.isalnum())
+    return "%s-%s-%s" % (scenario, safe_host, stamp)

@@ -1,0 +1,81 @@
+"""Run records and plan hashes: pure functions and the two modules, writing real files."""
+import json
+import os
+import stat
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.alexandria.ee.plugins.module_utils import run_record
+from ansible_collections.alexandria.ee.plugins.modules import alex_plan, alex_run_report
+
+
+def test_plan_hash_is_canonical():
+    assert run_record.plan_hash({"b": 1, "a": [1, "ü"]}) == run_record.plan_hash({"a": [1, "ü"], "b": 1})
+    assert run_record.plan_hash([{"action": "restart"}]) != run_record.plan_hash([{"action": "restart "}])
+
+
+def test_record_shape_is_the_same_for_every_scenario():
+    keys = None
+    for scenario in run_record.SCENARIOS:
+        rec = run_record.build_record(scenario, {"host": "h"}, "ok", "t0", "t1", False)
+        keys = keys or set(rec)
+        assert set(rec) == keys
+        assert rec["format"] == run_record.RECORD_FORMAT
+
+
+def test_markdown_escapes_table_cells():
+    rec = run_record.build_record("quota_exceeded", {"host": "a|b"}, "gated", "t0", "t1", True,
+                                  observed=[{"time": "t0", "what": "402 on\nseats"}, "plain"])
+    text = run_record.render_markdown(rec)
+    assert "a\\|b" in text and "402 on seats" in text and "- plain" in text
+    assert "check mode (rehearsal) | yes" in text
+
+
+def _run(module, args, capsys):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_run_report_writes_both_files_0600(tmp_path, capsys):
+    dest = tmp_path / "records"
+    out = _run(alex_run_report, {"dest_dir": str(dest), "scenario": "api_not_serving", "result": "healthy",
+                                 "started_at": "2026-11-27T03:00:00Z", "deployment": {"host": "prod-eu"},
+                                 "plan": [], "causes": ["healthy"]}, capsys)
+    assert out["changed"] is True
+    assert os.path.basename(out["json_path"]) == "api_not_serving-prod-eu-20261127T030000Z.json"
+    on_disk = json.loads(open(out["json_path"]).read())
+    assert on_disk["plan_hash"] == run_record.plan_hash([]) == out["plan_hash"]
+    assert on_disk["causes"] == ["healthy"]
+    for path in (out["json_path"], out["markdown_path"]):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert [p for p in os.listdir(dest) if p.endswith(".tmp")] == []
+
+
+def test_run_report_check_mode_writes_nothing(tmp_path, capsys):
+    out = _run(alex_run_report, {"dest_dir": str(tmp_path / "r"), "scenario": "quota_exceeded", "result": "gated",
+                                 "started_at": "t", "_ansible_check_mode": True}, capsys)
+    assert out["changed"] is False
+    assert not (tmp_path / "r").exists()
+
+
+def test_run_report_unwritable_dir_is_one_clear_failure(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = _run(alex_run_report, {"dest_dir": str(blocker / "sub"), "scenario": "quota_exceeded", "result": "x",
+                                 "started_at": "t"}, capsys)
+    assert out["failed"] is True
+    assert "cannot write the run record" in out["msg"]
+
+
+def test_plan_gate(capsys):
+    plan = [{"action": "deactivate", "users": [3, 5]}]
+    digest = run_record.plan_hash(plan)
+    ok = _run(alex_plan, {"plan": plan, "expected_hash": digest.upper()}, capsys)
+    assert ok["matches"] is True and ok["plan_hash"] == digest
+    none = _run(alex_plan, {"plan": plan}, capsys)
+    assert none["matches"] is None and "failed" not in none
+    bad = _run(alex_plan, {"plan": plan + [{"action": "more"}], "expected_hash": digest}, capsys)
+    assert bad["failed"] is True and digest in bad["msg"] and "Nothing was changed" in bad["msg"]
