@@ -16,7 +16,6 @@ Never a test: timings depend on the machine.
 """
 import argparse
 import datetime
-import hashlib
 import json
 import multiprocessing
 import os
@@ -138,7 +137,7 @@ def run_measured(argv, env=None):
                 except psutil.Error:
                     pass
             if sizes:
-                peak_one = max(peak_one, max(sizes))
+                peak_one = max([peak_one] + sizes)
                 peak_sum = max(peak_sum, sum(sizes))
         except psutil.Error:
             pass
@@ -184,8 +183,8 @@ def measure_set(label, dsn, tenants, workdir, report):
     export_bytes = 0
     for tenant in tenants:
         dest = os.path.join(workdir, "export-%s.csv" % tenant)
-        seconds, one, _sum, res = module("alex_audit_export", {"dsn": dsn, "tenant": tenant, "selection": "all",
-                                                                "dest": dest}, workdir)
+        args = {"dsn": dsn, "tenant": tenant, "selection": "all", "dest": dest}
+        seconds, one, _sum, res = module("alex_audit_export", args, workdir)
         export_s += seconds
         export_one = max(export_one, one)
         export_bytes += res["bytes"]
@@ -236,9 +235,10 @@ def retire_lock(dsn, count, bad, workdir, report):
 
 
 def machine():
+    psql = subprocess.run([tool("psql"), "--version"], capture_output=True, text=True, check=False)
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-            "psql": subprocess.run([tool("psql"), "--version"], capture_output=True, text=True).stdout.strip()}
+            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1), "psql": psql.stdout.strip(),
+            "load_average": os.getloadavg()}
 
 
 def main():
