@@ -461,6 +461,14 @@ def test_rbac_forbidden(lab, tmp_path):
                                            "alexandria-ee in namespace alexandria (403)")
 
 
+def test_rbac_forbidden_logs(lab, capsys):
+    lab.break_("rbac-deny", "--resource", "pods/log", "--verb", "get")
+    result = run_module(alex_triage, lab.k8s_args(), capsys)
+    assert result["failed"] is True
+    assert result["msg"].startswith("Kubernetes RBAC forbids reading the log of pod ")
+    assert "(403)" in result["msg"]
+
+
 def test_rbac_forbidden_secret_is_a_warning_not_a_failure(lab, capsys):
     lab.break_("rbac-deny", "--resource", "secrets", "--verb", "get")
     result = run_module(alex_triage, lab.k8s_args(), capsys)
