@@ -111,9 +111,12 @@ def parse_rfc3339(text):
 # COPY plumbing
 
 
-def copy_to(cur, query, params, sink, fmt="text"):
+def copy_to(cur, query, params, sink, fmt="text", header=True):
     """Run COPY (query) TO STDOUT into sink (anything with write(bytes)); params are bound safely."""
-    options = sql.SQL("") if fmt == "text" else sql.SQL(" WITH (FORMAT csv, HEADER true)")
+    if fmt == "text":
+        options = sql.SQL("")
+    else:
+        options = sql.SQL(" WITH (FORMAT csv, HEADER true)") if header else sql.SQL(" WITH (FORMAT csv)")
     statement = sql.SQL("COPY ({}) TO STDOUT{}").format(query, options)
     text = cur.mogrify(statement, params)
     if isinstance(text, bytes):
@@ -295,6 +298,55 @@ class HashSink:
 
     def hexdigest(self):
         self.flush()
+        return self.sha256.hexdigest()
+
+
+class FileHashSink(HashSink):
+    """HashSink that hashes and writes 1 MiB batches in a second thread.
+
+    hashlib and file writes release the GIL on large buffers, so this work overlaps with psycopg2
+    receiving the next rows instead of following it.
+    """
+
+    def __init__(self, fileobj, batch=1 << 20):
+        super(FileHashSink, self).__init__(fileobj, batch)
+        import queue
+        import threading
+        self._queue = queue.Queue(maxsize=8)
+        self._error = []
+        self._thread = threading.Thread(target=self._drain, name="alexandria-capture-writer")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _drain(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            try:
+                if not self._error:
+                    self.sha256.update(chunk)
+                    self._file.write(chunk)
+            except Exception as exc:  # reported by close(), in the caller's thread
+                self._error.append(exc)
+
+    def flush(self):
+        if self._buf:
+            chunk = b"".join(self._buf)
+            self._buf = []
+            self._size = 0
+            self.bytes += len(chunk)
+            self._queue.put(chunk)
+
+    def close(self):
+        self.flush()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+
+    def hexdigest(self):
+        self.close()
         return self.sha256.hexdigest()
 
 
@@ -613,32 +665,29 @@ def row_ranges(segments):
 
 
 def copy_ranges(cur, tables, tenant_id, ranges, sink, fmt="csv"):
-    """COPY one tenant's rows within ranges (all eight columns, by seq) into sink."""
+    """COPY one tenant's rows within ranges (sorted, disjoint; all eight columns, by seq) into sink.
+
+    One COPY per range, each an index range scan (a join with the ranges would scan the whole
+    tenant); only the first prints the CSV header, so the bytes are those of one COPY of them all.
+    """
     if not ranges:
         # An empty selection still prints a header in CSV: keep the format identical.
         query = sql.SQL("SELECT {} FROM {} WHERE false").format(_columns(), tables.logs)
         copy_to(cur, query, (), sink, fmt)
         return
-    if len(ranges) == 1:
-        query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
-            _columns(), tables.logs)
-        copy_to(cur, query, (tenant_id, ranges[0][0], ranges[0][1]), sink, fmt)
-        return
-    query = sql.SQL(
-        "SELECT {} FROM {} l JOIN unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
-        " ON l.seq BETWEEN r.lo AND r.hi WHERE l.tenant_id = %s ORDER BY l.seq").format(
-        _columns(prefix="l"), tables.logs)
-    copy_to(cur, query, ([r[0] for r in ranges], [r[1] for r in ranges], tenant_id), sink, fmt)
+    query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
+        _columns(), tables.logs)
+    for index, (low, high) in enumerate(ranges):
+        copy_to(cur, query, (tenant_id, low, high), sink, fmt, header=index == 0)
 
 
 def count_ranges(cur, tables, tenant_id, ranges):
-    if not ranges:
-        return 0
-    cur.execute(sql.SQL(
-        "SELECT count(*) FROM {} l JOIN unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
-        " ON l.seq BETWEEN r.lo AND r.hi WHERE l.tenant_id = %s").format(tables.logs),
-        ([r[0] for r in ranges], [r[1] for r in ranges], tenant_id))
-    return int(cur.fetchone()[0])
+    query = sql.SQL("SELECT count(*) FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s").format(tables.logs)
+    total = 0
+    for low, high in ranges:
+        cur.execute(query, (tenant_id, low, high))
+        total += int(cur.fetchone()[0])
+    return total
 
 
 def capture_digest(cur, tables, tenant_id, ranges):
@@ -667,9 +716,11 @@ def write_capture(cur, tables, tenant_id, ranges, dest):
     fd, tmp = _mkstemp(directory, os.path.basename(dest))
     try:
         with os.fdopen(fd, "wb") as handle:
-            sink = HashSink(handle)
-            copy_ranges(cur, tables, tenant_id, ranges, sink, "csv")
-            digest = sink.hexdigest()
+            sink = FileHashSink(handle)
+            try:
+                copy_ranges(cur, tables, tenant_id, ranges, sink, "csv")
+            finally:
+                digest = sink.hexdigest()
             handle.flush()
             os.fsync(handle.fileno())
         return tmp, digest, sink.bytes, max(0, sink.writes - 1)
@@ -927,9 +978,15 @@ def insert_anchors(cur, tables, anchors):
 
 
 def tenant_fingerprint(cur, tables, tenant_id, up_to_seq):
-    """(rows, sum of 64-bit hashes of each row's text) for seq <= up_to_seq: detects any change there."""
+    """(rows, sum of 64-bit hashes of each row version's (ctid, xmin)) for seq <= up_to_seq.
+
+    Any insert, update or delete among those rows changes it: a changed row is a new version with a
+    new xmin (the writing transaction) and a new ctid. Reading only system columns keeps it cheap
+    (no row is converted to text). A VACUUM FULL also changes it (new ctids): that only costs a full
+    re-verification, never a missed change.
+    """
     cur.execute(sql.SQL(
-        "SELECT count(*), coalesce(sum(hashtextextended(l::text, 0)::numeric), 0)::text"
+        "SELECT count(*), coalesce(sum(hashtextextended(l.ctid::text || ':' || l.xmin::text, 0)::numeric), 0)::text"
         " FROM {} l WHERE l.tenant_id = %s AND l.seq <= %s").format(tables.logs), (tenant_id, up_to_seq))
     count, total = cur.fetchone()
     return int(count), total
