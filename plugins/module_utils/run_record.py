@@ -98,16 +98,17 @@ def render_markdown(record):
         "",
     ]
     lines += ["- " + _cell(c.get("code", c) if isinstance(c, dict) else c) for c in record["causes"]] or ["_none_"]
-    lines += ["", "## Scope", "", "```json", json.dumps(record["scope"], indent=2, sort_keys=True,
-                                                         ensure_ascii=False), "```"]
+    lines += ["", "## Scope", ""] + _json_block(record["scope"])
     for title, key in (("What the run saw", "observed"), ("What it decided", "decisions"), ("What it did", "actions")):
         lines += ["", "## " + title, ""] + _entry_lines(record[key])
-    lines += ["", "## Plan", "", "```json", json.dumps(record["plan"], indent=2, sort_keys=True, ensure_ascii=False),
-              "```", ""]
+    lines += ["", "## Plan", ""] + _json_block(record["plan"]) + [""]
     if record["details"]:
-        lines += ["## Details", "", "```json", json.dumps(record["details"], indent=2, sort_keys=True,
-                                                           ensure_ascii=False), "```", ""]
+        lines += ["## Details", ""] + _json_block(record["details"]) + [""]
     return "\n".join(lines)
+
+
+def _json_block(value):
+    return ["```json", json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False), "```"]
 
 
 def record_basename(scenario, host, started_at):
