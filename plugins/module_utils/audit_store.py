@@ -710,23 +710,87 @@ def sha256_file(path, block=1 << 20):
     return digest.hexdigest(), size
 
 
-def write_capture(cur, tables, tenant_id, ranges, dest):
-    """Stream the capture into a temp file beside dest (mode 0600); returns (tmp_path, sha256, bytes, rows)."""
+# A single range at least this long is exported by two sessions at once (see write_capture).
+PARALLEL_EXPORT_MIN_ROWS = 100000
+
+
+def _copy_tail(connect, snapshot, tables, tenant_id, low, high, path, errors):
+    """Second session of a parallel capture: rows low..high as CSV without header into path."""
+    conn = None
+    try:
+        conn = connect()
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+            with open(path, "wb") as handle:
+                query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s "
+                                "ORDER BY seq").format(_columns(), tables.logs)
+                copy_to(cur, query, (tenant_id, low, high), handle, "csv", header=False)
+    except BaseException as exc:  # reported by the caller's thread
+        errors.append(exc)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def write_capture(cur, tables, tenant_id, ranges, dest, connect=None, snapshot=None):
+    """Stream the capture into a temp file beside dest (mode 0600); returns (tmp_path, sha256, bytes, rows).
+
+    rows counts the COPY rows received (None when split: count them in the snapshot instead). With connect and snapshot (an exported snapshot of cur's transaction), a long single range is
+    cut in two: this session copies the first half into the file, a second session (a thread, as
+    the work is network and disk I/O) copies the second half into a side file from the same
+    snapshot, and the side file is appended, and hashed, after the first half. The bytes are
+    exactly those of one COPY of the whole range.
+    """
     directory = os.path.dirname(os.path.abspath(dest)) or "."
     fd, tmp = _mkstemp(directory, os.path.basename(dest))
+    side = None
     try:
+        split = None
+        if connect and snapshot and len(ranges) == 1 and ranges[0][1] - ranges[0][0] + 1 >= PARALLEL_EXPORT_MIN_ROWS:
+            low, high = ranges[0]
+            middle = low + (high - low) // 2
+            split = ([[low, middle]], (middle + 1, high))
         with os.fdopen(fd, "wb") as handle:
             sink = FileHashSink(handle)
+            thread = None
+            errors = []
             try:
-                copy_ranges(cur, tables, tenant_id, ranges, sink, "csv")
+                if split:
+                    import threading
+                    side_fd, side = _mkstemp(directory, os.path.basename(dest) + ".part2")
+                    os.close(side_fd)
+                    thread = threading.Thread(target=_copy_tail, args=(connect, snapshot, tables, tenant_id,
+                                                                       split[1][0], split[1][1], side, errors))
+                    thread.start()
+                    copy_ranges(cur, tables, tenant_id, split[0], sink, "csv")
+                else:
+                    copy_ranges(cur, tables, tenant_id, ranges, sink, "csv")
             finally:
-                digest = sink.hexdigest()
+                if thread is not None:
+                    thread.join()
+                sink.close()
+            if errors:
+                raise errors[0]
+            if side:
+                with open(side, "rb") as part:
+                    while True:
+                        chunk = part.read(1 << 20)
+                        if not chunk:
+                            break
+                        sink.sha256.update(chunk)
+                        handle.write(chunk)
+                        sink.bytes += len(chunk)
+            digest = sink.sha256.hexdigest()
             handle.flush()
             os.fsync(handle.fileno())
-        return tmp, digest, sink.bytes, max(0, sink.writes - 1)
+        return tmp, digest, sink.bytes, None if split else max(0, sink.writes - 1)
     except BaseException:
         _unlink(tmp)
         raise
+    finally:
+        if side:
+            _unlink(side)
 
 
 def _mkstemp(directory, base):

@@ -207,7 +207,7 @@ def main():
     result = dict(changed=False, tenant=tenant, dest=dest, manifest=manifest_path, capture=None, segments=None)
     try:
         conn = creds.connect()
-        with audit_store.SnapshotTransaction(conn, export=workers > 1 and selection == "segments") as txn:
+        with audit_store.SnapshotTransaction(conn, export=workers > 1) as txn:
             with conn.cursor() as cur:
                 audit_store.check_tables(cur, tables, ("logs",))
                 identity = audit_store.database_identity(cur)
@@ -241,7 +241,8 @@ def main():
                     module.fail_json(msg="%s or its manifest exists and does not match what the database holds now "
                                      "for this selection; refusing to overwrite evidence: choose another dest, or "
                                      "force=true" % dest, **result)
-                tmp, digest, size, _writes = audit_store.write_capture(cur, tables, tenant, ranges, dest)
+                tmp, digest, size, _writes = audit_store.write_capture(
+                    cur, tables, tenant, ranges, dest, creds.connect if workers > 1 else None, txn.snapshot)
                 os.rename(tmp, dest)
                 manifest = audit_store.capture_manifest(tenant, tables, selection, ranges, segments, digest, size,
                                                         rows, identity, dest)

@@ -118,3 +118,21 @@ def test_hostile_tenant_and_table_names(pg_dsn, tmp_path):
                          quarantine_table=tables.quarantine_table))
     assert res["rows"] == 1 and res["seq_ranges"] == [[2, 2]]
     assert open(res["dest"], "rb").read() == reference_csv(conn, tenant, "seq = 2", tables)
+
+
+def test_two_sessions_export_the_same_bytes(pg_dsn, tmp_path, monkeypatch):
+    """A long range is copied by two sessions reading one snapshot; the file is byte-identical to one COPY."""
+    monkeypatch.setattr(audit_store, "PARALLEL_EXPORT_MIN_ROWS", 10)
+    tails = []
+    real_tail = audit_store._copy_tail
+    monkeypatch.setattr(audit_store, "_copy_tail", lambda *a: (tails.append(a[4:6]), real_tail(*a)))
+    conn = h.setup_tables(pg_dsn)
+    h.load(conn, h.rows_for("acme", 501) + h.rows_for("b", 3))
+    for selection, extra, where in (("all", {}, "true"), ("range", {"first_seq": 3, "last_seq": 400}, "seq BETWEEN 3 AND 400")):
+        res = four_runs(dict(dsn=pg_dsn, tenant="acme", selection=selection, dest=str(tmp_path / ("%s.csv" % selection)),
+                             workers=2, **extra))
+        data = open(res["dest"], "rb").read()
+        assert data == reference_csv(conn, "acme", where)
+        assert res["sha256"] == hashlib.sha256(data).hexdigest() and res["bytes"] == len(data)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert tails == [(252, 501), (202, 400)]  # the second halves, each copied once by the second session
