@@ -736,7 +736,9 @@ def _copy_tail(connect, snapshot, tables, tenant_id, low, high, path, errors):
 def write_capture(cur, tables, tenant_id, ranges, dest, connect=None, snapshot=None):
     """Stream the capture into a temp file beside dest (mode 0600); returns (tmp_path, sha256, bytes, rows).
 
-    rows counts the COPY rows received (None when split: count them in the snapshot instead). With connect and snapshot (an exported snapshot of cur's transaction), a long single range is
+    rows counts the COPY rows received (None when split: count them in the snapshot instead).
+
+    With connect and snapshot (an exported snapshot of cur's transaction), a long single range is
     cut in two: this session copies the first half into the file, a second session (a thread, as
     the work is network and disk I/O) copies the second half into a side file from the same
     snapshot, and the side file is appended, and hashed, after the first half. The bytes are
@@ -747,7 +749,8 @@ def write_capture(cur, tables, tenant_id, ranges, dest, connect=None, snapshot=N
     side = None
     try:
         split = None
-        if connect and snapshot and len(ranges) == 1 and ranges[0][1] - ranges[0][0] + 1 >= PARALLEL_EXPORT_MIN_ROWS:
+        long_range = len(ranges) == 1 and ranges[0][1] - ranges[0][0] + 1 >= PARALLEL_EXPORT_MIN_ROWS
+        if connect and snapshot and long_range:
             low, high = ranges[0]
             middle = low + (high - low) // 2
             split = ([[low, middle]], (middle + 1, high))
