@@ -269,6 +269,33 @@ def cmd_license(args):
     return 0
 
 
+def inventory_host_vars(info):
+    """The alex_* host variables the scenario playbooks read, for one lab deployment."""
+    return {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "alex_base_url": info["api_url"],
+        "alex_admin_token": info["admin_token"],
+        "alex_kubeconfig": info["kubeconfig"],
+        "alex_namespace": info["namespace"],
+        "alex_release": info["release"],
+        "alex_dsn": info["dsn"],
+        "alex_audit_hmac_key": info["hmac_key"],
+        "alex_license_issuer_public_key": info["issuer_public_key"],
+    }
+
+
+def cmd_inventory(args):
+    layout = Layout(args.dir)
+    info = read_json(layout.lab_json)
+    if not info or info.get("status") == "stopped":
+        raise LabError("no running lab in %s: run alexlab up --dir %s first" % (layout.dir, layout.dir))
+    inventory = {"all": {"children": {args.group: {"hosts": {args.host: inventory_host_vars(info)}}}}}
+    # JSON is YAML: `alexlab inventory > inventory.yml` works; the file holds the lab's secrets, keep it 0600.
+    print(json.dumps(inventory, indent=2, sort_keys=True))
+    return 0
+
+
 def build_parser():
     parser = Parser(prog="alexlab", description=__doc__.split("\n", maxsplit=1)[0])
     subs = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -291,6 +318,9 @@ def build_parser():
     up.add_argument("--timeout", type=float, default=60.0)
     up.add_argument("--json", action="store_true", help="print the URLs as JSON")
     sub("down", cmd_down, "stop everything the lab started, by pid")
+    inv = sub("inventory", cmd_inventory, "print an Ansible inventory (JSON, valid YAML) for this lab deployment")
+    inv.add_argument("--host", default="alexandria-lab", help="inventory host name (default alexandria-lab)")
+    inv.add_argument("--group", default="alexandria", help="inventory group (default alexandria)")
     status = sub("status", cmd_status, "report processes, /ready, the pod and active faults")
     status.add_argument("--json", action="store_true")
 
