@@ -198,7 +198,12 @@ def main():
         module.exit_json(**result)
     try:
         if not os.path.isdir(p["dest_dir"]):
-            os.makedirs(p["dest_dir"], 0o700)
+            try:
+                os.makedirs(p["dest_dir"], 0o700)
+            except OSError:
+                # Several hosts of one run (forks) may create the directory at the same moment.
+                if not os.path.isdir(p["dest_dir"]):
+                    raise
         files.write_text_atomic(base + ".md", run_record.render_markdown(record))
         files.write_json_atomic(base + ".json", record)
     except (OSError, IOError) as exc:
