@@ -155,7 +155,7 @@ def test_playbook_against_the_lab(healthy, tmp_path):
     extra.write_text(json.dumps({"audit_chain_kubeconfig": info["kubeconfig"], "audit_chain_base_url": info["api_url"],
                                  "audit_chain_admin_token": info["admin_token"],
                                  "audit_chain_evidence_dir": str(tmp_path / "evidence"),
-                                 "audit_chain_incident_id": "LAB-1"}))
+                                 "audit_chain_incident_id": "LAB-1", "alex_report_dir": str(tmp_path / "records")}))
     conn = h.connect(info["dsn"])
     broken = h.table_state(conn)
     proc, (changed, failed) = playbook("audit_chain_failure", str(extra))

@@ -49,7 +49,8 @@ def incident(pg_dsn, tmp_path):
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     extra.write_text(json.dumps({"audit_chain_dsn": pg_dsn + " password=" + PASSWORD, "audit_chain_hmac_key": h.KEY,
-                                 "audit_chain_evidence_dir": str(evidence), "audit_chain_incident_id": "inc-42"}))
+                                 "audit_chain_evidence_dir": str(evidence), "audit_chain_incident_id": "inc-42",
+                                 "alex_report_dir": str(tmp_path / "records")}))
     return conn, str(extra), str(evidence / "inc-42")
 
 
@@ -136,6 +137,7 @@ def test_key_mismatch_stops_with_a_report_and_changes_nothing(pg_dsn, tmp_path):
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps({"audit_chain_dsn": pg_dsn, "audit_chain_hmac_key": h.KEY,
                                  "audit_chain_evidence_dir": str(tmp_path), "audit_chain_incident_id": "km",
+                                 "alex_report_dir": str(tmp_path / "records"),
                                  "audit_chain_signoff": "CR-1", "audit_chain_confirm": True}))
     before = h.table_state(conn)
     proc, (changed, failed) = playbook("audit_chain_failure", str(extra))
