@@ -96,3 +96,18 @@ def test_controller_paths_are_per_host():
     assert "{{ inventory_hostname }}" in defaults["audit_chain_evidence_dir"]
     record = REPO.joinpath("roles/run_record/tasks/main.yml").read_text()
     assert "'host': inventory_hostname" in record  # alex_run_report names its files <scenario>-<host>-<start>
+
+
+def test_example_inventory_one_host_per_deployment_secrets_in_the_vault():
+    inventory = yaml.safe_load(REPO.joinpath("docs/inventory.example.yml").read_text())
+    group = inventory["all"]["children"]["alexandria"]
+    assert len(group["hosts"]) >= 2
+    for name, host in group["hosts"].items():
+        merged = dict(group["vars"], **host)
+        for key in ("alex_kubeconfig", "alex_namespace", "alex_release", "alex_base_url", "alex_admin_token"):
+            assert merged.get(key), (name, key)
+        for key in ("alex_admin_token", "alex_dsn", "alex_audit_hmac_key"):
+            if key in merged:
+                assert merged[key].startswith("{{ vault_"), (name, key)
+    urls = [host["alex_base_url"] for host in group["hosts"].values()]
+    assert len(set(urls)) == len(urls)
