@@ -1,69 +1,127 @@
-"""make demo: until the lab and the scenario playbooks land, an honest small demo of the foundation.
+"""make demo: the runbook's three incidents, end to end, against a fresh built-in lab.
 
-It starts a throwaway real PostgreSQL, writes two tenants' audit chains per docs/contract.md, edits
-rows in place and deletes others as an incident would, and verifies the chains straight from
-PostgreSQL's COPY text output, printing the scope the runbook's "determine scope" step wants.
+Starts a lab (`alexlab up`), then for each scenario breaks the lab the way the incident does, runs the
+collection's playbook the way an SRE would (first diagnosis only, then with the gates opened), and shows
+what the playbook reported (its set_stats summary). Stops the lab at the end, also on failure.
+Exit status 0 only when every step ended as the runbook says it should.
 """
-import datetime
-import io
 import json
 import os
+import pathlib
+import shutil
+import subprocess
 import sys
-import tempfile
 
-import psycopg2
-
-from alexlab import pg as labpg
-from alexlab.schema import create_audit_tables
-from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
-
-KEY = "demo-hmac-key"
+REPO = pathlib.Path(__file__).resolve().parent.parent
+BIN = pathlib.Path(sys.executable).parent
+LAB_DIR = REPO / ".lab" / "demo"
+CALLBACKS = REPO / "tests" / "integration" / "callback_plugins"
 
 
-def load(cur, tenant, n):
-    start = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
-    rows = [dict(occurred_at=start + datetime.timedelta(seconds=i), actor="user%d" % (i % 7), action="doc.read",
-                 payload={"doc": i}) for i in range(n)]
-    buf = io.BytesIO()
-    for r in ac.build_chain(KEY, tenant, rows):
-        buf.write(ac.copy_line(tenant, r["seq"], r["occurred_at"], r["actor"], r["action"], r["payload"],
-                               r["prev_hmac"], r["row_hmac"]) + b"\n")
-    buf.seek(0)
-    cur.copy_expert("COPY audit_logs FROM STDIN", buf)
+def say(text):
+    print("\n=== %s" % text, flush=True)
+
+
+def alexlab(*args, check=True):
+    proc = subprocess.run([str(BIN / "alexlab")] + list(args) + ["--dir", str(LAB_DIR)], capture_output=True,
+                          text=True, check=False)
+    if check and proc.returncode != 0:
+        raise SystemExit("alexlab %s failed: %s" % (" ".join(args), proc.stderr.strip()))
+    return proc.stdout.strip()
+
+
+def playbook(name, work, expect_ok=True, **extra):
+    """Run alexandria.ee.<name> against the lab host; return its set_stats summary."""
+    stats = pathlib.Path(work) / ("stats-%s.json" % name)
+    extra_file = pathlib.Path(work) / "extra.json"
+    extra_file.write_text(json.dumps(extra))
+    os.chmod(extra_file, 0o600)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".venv" / "collections"),
+               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
+               ANSIBLE_CALLBACKS_ENABLED="alex_stats_json", ALEX_STATS_JSON=str(stats), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_DISPLAY_SKIPPED_HOSTS="false", ANSIBLE_DISPLAY_OK_HOSTS="false")
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(pathlib.Path(work) / "inventory.yml"),
+           "alexandria.ee." + name, "-e", "alex_target=alexandria", "-e", "@" + str(extra_file)]
+    print("$ ansible-playbook alexandria.ee.%s %s" % (name, " ".join("-e %s=%s" % kv for kv in extra.items())),
+          flush=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=work, check=False)
+    data = json.loads(stats.read_text()) if stats.exists() else {}
+    failed = [t["msg"] for t in data.get("failed_tasks", [])]
+    ok = proc.returncode == 0
+    print("  -> %s%s" % ("ok" if ok else "stopped", (": " + failed[-1][:400]) if failed else ""))
+    if ok != expect_ok:
+        print(proc.stdout[-4000:])
+        raise SystemExit("demo: alexandria.ee.%s %s unexpectedly" % (name, "failed" if expect_ok else "passed"))
+    return (data.get("custom") or {}).get("_run", {})
+
+
+def show(summary, key, fields):
+    """Print the scenario's own summary fields and the run record every scenario leaves."""
+    part = summary.get(key) or {}
+    print("  summary: " + json.dumps(dict((f, part.get(f)) for f in fields if f in part), default=str)[:600])
+    record = (summary.get("alexandria_ee") or {}).get("demo-lab") or {}
+    if record:
+        print("  run record: result=%s causes=%s plan_hash=%s\n              %s" % (
+            record.get("result"), record.get("causes"), (record.get("plan_hash") or "")[:16],
+            record.get("record_markdown")))
+    return part
 
 
 def main():
-    admin = os.environ.get("ALEX_TEST_DSN")
-    datadir = None
-    if not admin:
-        datadir = tempfile.mkdtemp(prefix="alex-demo-pg-")
-        admin, _pid = labpg.start_embedded(datadir)
-    dsn = labpg.create_database(admin, prefix="demo")
+    if (LAB_DIR / "lab.json").exists():
+        alexlab("down", check=False)
+    shutil.rmtree(LAB_DIR, ignore_errors=True)  # a fresh deployment every time: no state from an earlier demo
+    say("alexlab up: PostgreSQL, the API, the orchestrator and a Kubernetes API facade")
+    print(alexlab("up"))
+    # Inventory (0600: it holds the lab's secrets), run records and evidence stay in .lab/demo/runs to read.
+    work = str(LAB_DIR / "runs")
+    os.makedirs(work, mode=0o700, exist_ok=True)
     try:
-        conn = psycopg2.connect(dsn)
-        create_audit_tables(conn)
-        with conn, conn.cursor() as cur:
-            cur.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'")
-            load(cur, "acme", 5000)
-            load(cur, "globex", 5000)
-            print("wrote 2 tenants x 5000 chained rows")
-            cur.execute("UPDATE audit_logs SET payload = '{\"doc\": -1}' WHERE tenant_id = 'acme' AND seq BETWEEN 100 AND 110")
-            cur.execute("DELETE FROM audit_logs WHERE tenant_id = 'globex' AND seq BETWEEN 4000 AND 4099")
-            print("incident: acme rows 100-110 edited in place, globex rows 4000-4099 deleted")
-            buf = io.BytesIO()
-            cur.copy_expert("COPY (SELECT tenant_id, seq, occurred_at, actor, action, payload, prev_hmac, row_hmac "
-                            "FROM audit_logs ORDER BY tenant_id, seq) TO STDOUT", buf)
-        result = ac.verify_copy_lines(KEY, buf.getvalue().splitlines())
-        print(json.dumps(result, indent=2))
-        ok = (result["acme"]["segments"] == [{"first_seq": 100, "last_seq": 110, "rows": 11, "kind": "hmac_mismatch"}]
-              and result["globex"]["segments"] == [{"first_seq": 4000, "last_seq": 4099, "rows": 100, "kind": "seq_gap"}])
-        print("scope found exactly" if ok else "UNEXPECTED SCOPE")
-        conn.close()
-        return 0 if ok else 1
+        inv = pathlib.Path(work) / "inventory.yml"
+        inv.write_text(alexlab("inventory", "--host", "demo-lab"))
+        os.chmod(inv, 0o600)
+        info = json.loads((LAB_DIR / "lab.json").read_text())
+
+        say("Scenario 1: API not serving - the license Secret is corrupted (signature fails)")
+        alexlab("break", "license-corrupt")
+        s1 = playbook("api_not_serving", work, expect_ok=False)
+        cause = show(s1, "api_not_serving", ["result", "causes", "evidence"])
+        print("  the playbook stops and points to the license playbook; applying a new blob:")
+        blob = pathlib.Path(work) / "new.blob"
+        blob.write_text(alexlab("license", "mint", "--seats", "25", "--tenants", "5", "--tier", "enterprise"))
+        os.chmod(blob, 0o600)
+        playbook("license_renewal", work, license_renewal_blob_file=str(blob))
+        s1b = playbook("api_not_serving", work)
+        show(s1b, "api_not_serving", ["result", "causes", "ready_after"])
+        del cause
+
+        say("Scenario 2: quota exceeded (HTTP 402) - every seat taken, five users idle for 120 days")
+        alexlab("seed-users", "--inactive", "5", "--inactive-days", "120")
+        alexlab("break", "seats-exhausted")
+        playbook("quota_exceeded", work, expect_ok=False)
+        print("  the max_deactivate gate refuses to touch more users than allowed:")
+        playbook("quota_exceeded", work, expect_ok=False, quota_exceeded_free_seats=True,
+                 quota_exceeded_max_deactivate=2)
+        s2b = playbook("quota_exceeded", work, quota_exceeded_free_seats=True, quota_exceeded_max_deactivate=5)
+        show(s2b, "quota_exceeded", ["exhausted", "result", "deactivated", "headroom"])
+
+        say("Scenario 3: audit chain failure - rows 40-45 of tenant demo-001 edited in place")
+        alexlab("seed-audit", "--tenants", "2", "--rows", "200", "--prefix", "demo")
+        alexlab("break", "audit-tamper", "--tenant", "demo-001", "--seq", "40-45")
+        evidence = str(LAB_DIR / "evidence")
+        os.makedirs(evidence, mode=0o700, exist_ok=True)
+        s3 = playbook("audit_chain_failure", work, expect_ok=False, audit_chain_evidence_dir=evidence)
+        show(s3, "audit_chain", ["result", "scope", "gate"])
+        s3b = playbook("audit_chain_failure", work, audit_chain_evidence_dir=evidence,
+                       audit_chain_signoff="CR-DEMO-0001", audit_chain_confirm=True)
+        show(s3b, "audit_chain", ["result", "retired", "anchors", "verified_after", "api_write_after"])
+        del info
     finally:
-        labpg.drop_database(admin, dsn)
-        if datadir:
-            labpg.stop_embedded(datadir)
+        say("alexlab down")
+        print(alexlab("down", check=False))
+    print("\ndemo: all three runbook scenarios ran end to end against the lab; run records in %s"
+          % os.path.join(work, "alexandria-reports"))
+    return 0
 
 
 if __name__ == "__main__":
