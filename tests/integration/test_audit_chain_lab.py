@@ -1,7 +1,6 @@
 """Scenario 3 against the lab (`alexlab up`): real faults, credentials from the lab's Secret through its
 Kubernetes facade, the lab API writing during a retirement, and the playbook end to end."""
 import json
-import os
 import threading
 import time
 

@@ -109,8 +109,9 @@ def test_link_broken_row_is_retired(pg_dsn, tmp_path):
     conn = h.setup_tables(pg_dsn)
     rows = h.rows_for("acme", 20)
     forged = dict(rows[7], actor="mallory")
-    forged["row_hmac"] = ac.row_hmac(h.KEY, ac.row_message("acme", 8, forged["occurred_at"], "mallory",
-                                                          forged["action"], forged["payload"], forged["prev_hmac"]))
+    message = ac.row_message("acme", 8, forged["occurred_at"], "mallory", forged["action"], forged["payload"],
+                             forged["prev_hmac"])
+    forged["row_hmac"] = ac.row_hmac(h.KEY, message)
     rows[7] = forged
     h.load(conn, rows)
     args = prepare(pg_dsn, tmp_path, "acme")

@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_verify
 

@@ -1,6 +1,5 @@
 """alex_audit_verify and audit_store verification against a real PostgreSQL."""
 import pytest
-from psycopg2 import sql
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
@@ -56,8 +55,9 @@ def test_resigned_row_is_link_broken(pg_dsn):
     conn = h.setup_tables(pg_dsn)
     rows = h.rows_for("acme", 12)
     forged = dict(rows[4], actor="mallory")
-    forged["row_hmac"] = ac.row_hmac(h.KEY, ac.row_message("acme", 5, forged["occurred_at"], "mallory",
-                                                          forged["action"], forged["payload"], forged["prev_hmac"]))
+    message = ac.row_message("acme", 5, forged["occurred_at"], "mallory", forged["action"], forged["payload"],
+                             forged["prev_hmac"])
+    forged["row_hmac"] = ac.row_hmac(h.KEY, message)
     rows[4] = forged
     h.load(conn, rows)
     res = h.run_module(alex_audit_verify, verify_args(pg_dsn, tenants=["acme"]))

@@ -29,9 +29,10 @@ def damaged(n=60):
         r["payload"] = {"edited": True}
     del rows[30:33]
     rows[45]["prev_hmac"] = "e" * 64
-    rows[45]["row_hmac"] = ac.row_hmac(KEY, ac.row_message("t1", rows[45]["seq"], rows[45]["occurred_at"],
-                                                          rows[45]["actor"], rows[45]["action"],
-                                                          rows[45]["payload"], rows[45]["prev_hmac"]))
+    row = rows[45]
+    message = ac.row_message("t1", row["seq"], row["occurred_at"], row["actor"], row["action"], row["payload"],
+                             row["prev_hmac"])
+    row["row_hmac"] = ac.row_hmac(KEY, message)
     return rows
 
 
@@ -52,7 +53,7 @@ def test_sink_matches_reference_verifier_for_any_write_split():
     assert [s["kind"] for s in expected["segments"]] == ["hmac_mismatch", "seq_gap", "link_broken"]
     rnd = random.Random(7)
     splits = [[raw], [line + b"\n" for line in lines(rows)], [raw[i:i + 1] for i in range(len(raw))]]
-    for _ in range(5):
+    for _round in range(5):
         cuts = sorted(rnd.sample(range(1, len(raw)), 40))
         splits.append([raw[a:b] for a, b in zip([0] + cuts, cuts + [len(raw)])])
     for chunks in splits:
