@@ -1,4 +1,4 @@
-"""The molecule scenario molecule/audit_chain: lab up, faults, converge, idempotence, verify, lab down."""
+"""The molecule scenario extensions/molecule/audit_chain: lab up, faults, converge, idempotence, verify, lab down."""
 import os
 import subprocess
 import sys
@@ -12,7 +12,8 @@ pytestmark = pytest.mark.lab
 
 def test_molecule_scenario_audit_chain():
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(h.REPO, ".venv", "collections"), NO_COLOR="1")
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(h.REPO, ".venv", "collections"), NO_COLOR="1",
+               MOLECULE_GLOB="extensions/molecule/*/molecule.yml")
     proc = subprocess.run(["molecule", "test", "-s", "audit_chain"], cwd=h.REPO, env=env, capture_output=True,
                           text=True, timeout=1500, check=False)
     output = proc.stdout + proc.stderr
