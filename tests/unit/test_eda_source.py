@@ -18,8 +18,8 @@ def test_one_event_per_labelled_alert():
     ]}
     events, dropped = alertmanager.alerts_to_events(payload, endpoint="alerts")
     assert dropped == 3
-    assert [e["meta"] for e in events] == [{"endpoint": "alerts", "hosts": "prod-eu"},
-                                          {"endpoint": "alerts", "hosts": "prod-us"}]
+    expected = [{"endpoint": "alerts", "hosts": "prod-eu"}, {"endpoint": "alerts", "hosts": "prod-us"}]
+    assert [e["meta"] for e in events] == expected
     assert events[1]["alert"]["status"] == "resolved"
 
 
