@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 COLLECTIONS := $(VENV)/collections
 
-.PHONY: venv demo test sanity lint pytest clean
+.PHONY: venv demo test sanity lint galaxy pytest clean
 
 $(STAMP): requirements.txt requirements-dev.txt lab/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ sanity: venv
 
 lint: venv
 	bash scripts/test.sh lint
+
+galaxy: venv
+	bash scripts/test.sh galaxy
 
 pytest: venv
 	bash scripts/test.sh pytest

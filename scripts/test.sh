@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: ansible-test sanity (zero ignores), ansible-lint (production), pytest.
-# Usage: scripts/test.sh [sanity|lint|pytest]...   (default: all, in that order)
+# The whole test suite: ansible-test sanity (zero ignores), ansible-lint (production), galaxy-importer, pytest.
+# Usage: scripts/test.sh [sanity|lint|galaxy|pytest]...   (default: all, in that order)
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin="$repo/.venv/bin"
@@ -8,7 +8,7 @@ export PATH="$bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$repo/.venv/collections"
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(sanity lint pytest)
+[ ${#steps[@]} -gt 0 ] || steps=(sanity lint galaxy pytest)
 failed=()
 
 run_sanity() {
@@ -35,6 +35,21 @@ run_sanity() {
 
 run_lint() {
     (cd "$repo" && "$bin/ansible-lint" --profile production --strict)
+}
+
+run_galaxy() {
+    # The checks Galaxy runs on upload: galaxy-importer on the built tarball, no errors and no warnings.
+    local out="$repo/.build/galaxy"
+    rm -rf "$out" && mkdir -p "$out"
+    (cd "$repo" && "$bin/ansible-galaxy" collection build --force --output-path "$out" >/dev/null) || return 1
+    local log="$out/importer.log"
+    (cd "$out" && "$bin/python" -m galaxy_importer.main "$out"/alexandria-ee-*.tar.gz >"$log" 2>&1)
+    local rc=$?
+    grep -vE '^Loading ' "$log"
+    if [ $rc -ne 0 ] || grep -qiE '^(WARNING|ERROR)|warning:|error:' "$log"; then
+        echo "galaxy-importer reported errors or warnings" >&2
+        return 1
+    fi
 }
 
 run_pytest() {

@@ -14,11 +14,13 @@ def _lines(path):
     return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
-def test_inline_dependencies_match_requirements_and_bindep():
+def test_dependency_files_resolve_the_same_from_meta_and_from_the_root():
+    """ansible-builder create reads them relative to meta/, introspection relative to the collection root."""
     ee = yaml.safe_load(EE_FILE.read_text())
     assert ee["version"] == 3
-    assert ee["dependencies"]["python"] == _lines(REPO / "requirements.txt")
-    assert ee["dependencies"]["system"] == _lines(REPO / "bindep.txt")
+    for key, name in (("python", "requirements.txt"), ("system", "bindep.txt")):
+        assert ee["dependencies"][key] == name
+        assert _lines(REPO / "meta" / name) == _lines(REPO / name)
 
 
 def test_ansible_builder_creates_a_build_context(tmp_path):
