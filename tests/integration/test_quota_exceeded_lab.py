@@ -486,7 +486,7 @@ def test_license_renewal_playbook_check_apply_verify_idempotent_no_secret_in_out
     assert second.custom["license_renewal"]["restarted"] is False
 
 
-@pytest.mark.parametrize("kind", ["expired", "other-key", "downgrade"])
+@pytest.mark.parametrize("kind", ["expired", "other-key", "downgrade", "downgrade-survey-string"])
 def test_license_renewal_playbook_refuses_bad_blobs(lab, tmp_path, kind):
     if kind == "expired":
         blob = lab.mint(50, 10, "enterprise", "--expires-in", "-1")
@@ -498,8 +498,10 @@ def test_license_renewal_playbook_refuses_bad_blobs(lab, tmp_path, kind):
         lab.cli("break", "seats-exhausted")
         blob = lab.mint(20, 10)
         words = "a downgrade: seat_count 20 is below the 25 seats in use"
+    # An AWX survey answers "false" as a string: it must refuse exactly like the boolean.
+    extra = {"license_renewal_allow_downgrade": "false"} if kind == "downgrade-survey-string" else {}
     before = lab.secret()
-    run = playbook(lab, tmp_path, "license_renewal", license_renewal_blob=blob)
+    run = playbook(lab, tmp_path, "license_renewal", license_renewal_blob=blob, **extra)
     assert run.rc != 0
     assert words in run.failure(), run.failure()
     assert lab.secret() == before
