@@ -9,8 +9,8 @@ one being checked. A tenant's seq range can be cut into chunks that run in sever
 processes reading one exported snapshot: each row only needs its own bytes and the
 previous present row's stored row_hmac, so a chunk starts from the row before it.
 
-Export streams ``COPY (...) TO STDOUT WITH (FORMAT csv, HEADER)`` into a file-like sink that
-hashes what it writes. Retirement (plan and apply) moves rows to the quarantine table and
+Export streams ``COPY (...) TO STDOUT WITH (FORMAT csv, HEADER)`` into files (audit_capture.py
+writes them; capture_digest hashes what the database prints now). Retirement (plan and apply) moves rows to the quarantine table and
 writes anchors in one transaction that holds the writers' per-tenant lock.
 """
 
@@ -122,6 +122,7 @@ def copy_to(cur, query, params, sink, fmt="text", header=True):
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     cur.copy_expert(text, sink)
+    return cur.rowcount
 
 
 class _LineSink:
@@ -298,55 +299,6 @@ class HashSink:
 
     def hexdigest(self):
         self.flush()
-        return self.sha256.hexdigest()
-
-
-class FileHashSink(HashSink):
-    """HashSink that hashes and writes 1 MiB batches in a second thread.
-
-    hashlib and file writes release the GIL on large buffers, so this work overlaps with psycopg2
-    receiving the next rows instead of following it.
-    """
-
-    def __init__(self, fileobj, batch=1 << 20):
-        super(FileHashSink, self).__init__(fileobj, batch)
-        import queue
-        import threading
-        self._queue = queue.Queue(maxsize=8)
-        self._error = []
-        self._thread = threading.Thread(target=self._drain, name="alexandria-capture-writer")
-        self._thread.daemon = True
-        self._thread.start()
-
-    def _drain(self):
-        while True:
-            chunk = self._queue.get()
-            if chunk is None:
-                return
-            try:
-                if not self._error:
-                    self.sha256.update(chunk)
-                    self._file.write(chunk)
-            except Exception as exc:  # reported by close(), in the caller's thread
-                self._error.append(exc)
-
-    def flush(self):
-        if self._buf:
-            chunk = b"".join(self._buf)
-            self._buf = []
-            self._size = 0
-            self.bytes += len(chunk)
-            self._queue.put(chunk)
-
-    def close(self):
-        self.flush()
-        self._queue.put(None)
-        self._thread.join()
-        if self._error:
-            raise self._error[0]
-
-    def hexdigest(self):
-        self.close()
         return self.sha256.hexdigest()
 
 
@@ -664,21 +616,24 @@ def row_ranges(segments):
     return normalize_ranges([(s["first_seq"], s["last_seq"]) for s in segments if s["kind"] in ROW_KINDS])
 
 
-def copy_ranges(cur, tables, tenant_id, ranges, sink, fmt="csv"):
-    """COPY one tenant's rows within ranges (sorted, disjoint; all eight columns, by seq) into sink.
+def copy_ranges(cur, tables, tenant_id, ranges, sink, fmt="csv", header=True):
+    """COPY one tenant's rows within ranges (sorted, disjoint; all eight columns, by seq) into sink; row count.
 
     One COPY per range, each an index range scan (a join with the ranges would scan the whole
-    tenant); only the first prints the CSV header, so the bytes are those of one COPY of them all.
+    tenant); only the first prints the CSV header (when header), so the bytes are those of one
+    COPY of them all.
     """
     if not ranges:
         # An empty selection still prints a header in CSV: keep the format identical.
         query = sql.SQL("SELECT {} FROM {} WHERE false").format(_columns(), tables.logs)
-        copy_to(cur, query, (), sink, fmt)
-        return
+        copy_to(cur, query, (), sink, fmt, header=header)
+        return 0
     query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
         _columns(), tables.logs)
+    rows = 0
     for index, (low, high) in enumerate(ranges):
-        copy_to(cur, query, (tenant_id, low, high), sink, fmt, header=index == 0)
+        rows += copy_to(cur, query, (tenant_id, low, high), sink, fmt, header=header and index == 0)
+    return rows
 
 
 def count_ranges(cur, tables, tenant_id, ranges):
@@ -708,92 +663,6 @@ def sha256_file(path, block=1 << 20):
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-# A single range at least this long is exported by two sessions at once (see write_capture).
-PARALLEL_EXPORT_MIN_ROWS = 100000
-
-
-def _copy_tail(connect, snapshot, tables, tenant_id, low, high, path, errors):
-    """Second session of a parallel capture: rows low..high as CSV without header into path."""
-    conn = None
-    try:
-        conn = connect()
-        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
-            with open(path, "wb") as handle:
-                query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s "
-                                "ORDER BY seq").format(_columns(), tables.logs)
-                copy_to(cur, query, (tenant_id, low, high), handle, "csv", header=False)
-    except BaseException as exc:  # reported by the caller's thread
-        errors.append(exc)
-    finally:
-        if conn is not None:
-            conn.close()
-
-
-def write_capture(cur, tables, tenant_id, ranges, dest, connect=None, snapshot=None):
-    """Stream the capture into a temp file beside dest (mode 0600); returns (tmp_path, sha256, bytes, rows).
-
-    rows counts the COPY rows received (None when split: count them in the snapshot instead).
-
-    With connect and snapshot (an exported snapshot of cur's transaction), a long single range is
-    cut in two: this session copies the first half into the file, a second session (a thread, as
-    the work is network and disk I/O) copies the second half into a side file from the same
-    snapshot, and the side file is appended, and hashed, after the first half. The bytes are
-    exactly those of one COPY of the whole range.
-    """
-    directory = os.path.dirname(os.path.abspath(dest)) or "."
-    fd, tmp = _mkstemp(directory, os.path.basename(dest))
-    side = None
-    try:
-        split = None
-        long_range = len(ranges) == 1 and ranges[0][1] - ranges[0][0] + 1 >= PARALLEL_EXPORT_MIN_ROWS
-        if connect and snapshot and long_range:
-            low, high = ranges[0]
-            middle = low + (high - low) // 2
-            split = ([[low, middle]], (middle + 1, high))
-        with os.fdopen(fd, "wb") as handle:
-            sink = FileHashSink(handle)
-            thread = None
-            errors = []
-            try:
-                if split:
-                    import threading
-                    side_fd, side = _mkstemp(directory, os.path.basename(dest) + ".part2")
-                    os.close(side_fd)
-                    thread = threading.Thread(target=_copy_tail, args=(connect, snapshot, tables, tenant_id,
-                                                                       split[1][0], split[1][1], side, errors))
-                    thread.start()
-                    copy_ranges(cur, tables, tenant_id, split[0], sink, "csv")
-                else:
-                    copy_ranges(cur, tables, tenant_id, ranges, sink, "csv")
-            finally:
-                if thread is not None:
-                    thread.join()
-                sink.close()
-            if errors:
-                raise errors[0]
-            if side:
-                with open(side, "rb") as part:
-                    while True:
-                        chunk = part.read(1 << 20)
-                        if not chunk:
-                            break
-                        sink.sha256.update(chunk)
-                        handle.write(chunk)
-                        sink.bytes += len(chunk)
-            digest = sink.sha256.hexdigest()
-            handle.flush()
-            os.fsync(handle.fileno())
-        return tmp, digest, sink.bytes, None if split else max(0, sink.writes - 1)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    finally:
-        if side:
-            _unlink(side)
 
 
 def _mkstemp(directory, base):

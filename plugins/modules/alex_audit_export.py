@@ -16,13 +16,18 @@ description:
     (all of them, a seq range, or exactly the rows of the broken segments) with
     C(COPY (...) TO STDOUT WITH (FORMAT csv, HEADER true)) into O(dest) on the host running the module, ordered
     by seq, all eight columns.
+  - With O(tenants), captures several tenants in one run, from one snapshot, into the directory O(dest), one file
+    per tenant named C(capture-<tenant id made safe>-<sha1 of the id, 10 digits>.csv), each with its manifest.
+    Up to O(workers) database sessions copy at the same time (tenants spread over them; a single long range is cut
+    in two), and each file holds exactly the bytes of one COPY of its rows.
   - The CSV is written to a temporary file beside O(dest) and renamed, mode C(0600). A JSON manifest is written
     beside it (O(manifest)) with the tenant, the selection, the seq ranges queried, the segments (selection
     C(segments)), the row count, the byte count and SHA-256 of the file, the database identity and the time.
   - Rows, segments and the file come from one consistent snapshot.
   - Idempotent. When O(dest) and its manifest already match what the database prints now for the same
     selection, nothing is written and C(changed) is C(false).
-  - An existing capture that differs is never overwritten unless O(force=true). It is evidence.
+  - An existing capture that differs is never overwritten unless O(force=true). It is evidence. With O(tenants),
+    one such capture refuses the whole run before anything is written.
   - M(alexandria.ee.alex_audit_retire) only retires rows a capture manifest holds and that still match it.
 author:
   - alexandria.ee contributors (@alexandria-ee)
@@ -44,8 +49,14 @@ options:
   tenant:
     description:
       - The tenant id whose rows are captured.
+      - Exactly one of O(tenant) and O(tenants) is required.
     type: str
-    required: true
+  tenants:
+    description:
+      - Several tenant ids to capture in one run (duplicates are ignored). O(dest) is then a directory.
+      - Mutually exclusive with O(tenant) and O(manifest).
+    type: list
+    elements: str
   selection:
     description:
       - C(segments) captures exactly the rows of the tenant's broken segments (C(hmac_mismatch) and C(link_broken);
@@ -65,12 +76,13 @@ options:
     type: int
   dest:
     description:
-      - Path of the CSV file to write. Its directory must exist.
+      - Path of the CSV file to write (O(tenant)); its directory must exist.
+      - With O(tenants), the existing directory the captures are written to.
     type: path
     required: true
   manifest:
     description:
-      - Path of the JSON manifest. Default is O(dest) followed by C(.manifest.json).
+      - Path of the JSON manifest. Default is the CSV file's path followed by C(.manifest.json).
     type: path
   force:
     description:
@@ -92,6 +104,11 @@ EXAMPLES = r'''
     dest: /var/tmp/incident/audit_chain_affected_acme_20260301.csv
   register: capture
 
+- name: Capture the broken rows of every broken tenant at once, from one snapshot
+  alexandria.ee.alex_audit_export:
+    tenants: "{{ scope.broken }}"
+    dest: /var/tmp/incident
+  register: captures
 - name: Capture every row of the tenant, as the runbook's example does
   alexandria.ee.alex_audit_export:
     tenant: acme
@@ -102,49 +119,64 @@ EXAMPLES = r'''
 RETURN = r'''
 tenant:
   description: The tenant id captured.
-  returned: always
+  returned: with O(tenant)
   type: str
   sample: acme
+tenants:
+  description: The tenant ids captured, in order, without duplicates.
+  returned: with O(tenants)
+  type: list
+  elements: str
+  sample: [acme, globex]
 dest:
-  description: Path of the CSV file.
+  description: Path of the CSV file (O(tenant)) or of the directory (O(tenants)).
   returned: success
   type: str
   sample: /var/tmp/incident/audit_chain_affected_acme_20260301.csv
+captures:
+  description:
+    - One entry per tenant, in the order of O(tenants), with the keys a single capture returns at the top level
+      (C(tenant), C(dest), C(manifest), C(rows), C(sha256), C(bytes), C(seq_ranges), C(segments), C(capture),
+      C(msg)) and its own C(changed).
+  returned: with O(tenants)
+  type: list
+  elements: dict
+  sample: [{tenant: acme, dest: /var/tmp/incident/capture-acme-2c5e3f1a9b.csv, rows: 3, changed: true}]
 manifest:
   description: Path of the manifest.
-  returned: success
+  returned: with O(tenant)
   type: str
   sample: /var/tmp/incident/audit_chain_affected_acme_20260301.csv.manifest.json
 rows:
-  description: Rows in the capture (in check mode, rows that would be written).
+  description: Rows in the capture (in check mode, rows that would be written); with O(tenants), the total.
   returned: success
   type: int
   sample: 3
 sha256:
   description: SHA-256 of the CSV file (null in check mode when nothing is written).
-  returned: success
+  returned: with O(tenant)
   type: str
   sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 bytes:
   description: Size of the CSV file (null in check mode when nothing is written).
-  returned: success
+  returned: with O(tenant)
   type: int
   sample: 1450
 seq_ranges:
   description: The seq ranges captured, C([[first, last], ...]).
-  returned: success
+  returned: with O(tenant)
   type: list
   elements: list
   sample: [[5, 7]]
 segments:
   description: The broken segments found (O(selection=segments) only, else null).
-  returned: success
+  returned: with O(tenant)
   type: list
   elements: dict
   sample: [{first_seq: 5, last_seq: 7, rows: 3, kind: hmac_mismatch}]
 capture:
   description: The manifest's content (what was written, or what is there when unchanged; null in check mode).
-  returned: success
+  returned: with O(tenant)
   type: dict
   sample: {format: alexandria.ee/audit-capture/v1, tenant_id: acme, rows: 3, sha256: 9f86d0...}
 '''
@@ -154,6 +186,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_capture
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 
 
@@ -180,10 +213,50 @@ def _unchanged(cur, tables, tenant, selection, ranges, segments, identity, dest,
     return old if now_digest == digest else None
 
 
+def _plan(module, cur, tables, tenant, ranges, segments, identity, dest, manifest_path):
+    """One capture's entry: unchanged (old manifest), or to write."""
+    p = module.params
+    entry = dict(changed=False, tenant=tenant, dest=dest, manifest=manifest_path, capture=None,
+                 seq_ranges=ranges, segments=segments)
+    old = _unchanged(cur, tables, tenant, p["selection"], ranges, segments, identity, dest, manifest_path)
+    if old is not None:
+        entry.update(rows=old["rows"], sha256=old["sha256"], bytes=old["bytes"], capture=old,
+                     msg="capture of tenant %r already matches the database (%d rows)" % (tenant, old["rows"]))
+        return entry
+    entry.update(changed=True)
+    if module.check_mode:
+        rows = audit_store.count_ranges(cur, tables, tenant, ranges)
+        entry.update(rows=rows, sha256=None, bytes=None,
+                     msg="would capture %d rows of tenant %r into %s" % (rows, tenant, dest))
+    return entry
+
+
+def _tenant_ranges(module, conn, tables, creds, tenants, workers, snapshot):
+    """{tenant: (ranges, segments)} for the selection, all in the current snapshot."""
+    p = module.params
+    found = {}
+    if p["selection"] == "segments":
+        results, _valid, _invalid = audit_store.scan_tenants(conn, tables, creds.key, tenants, workers,
+                                                             creds.connect, snapshot=snapshot)
+        for tenant in tenants:
+            segments = results[tenant]["segments"]
+            found[tenant] = (audit_store.row_ranges(segments), segments)
+    elif p["selection"] == "range":
+        for tenant in tenants:
+            found[tenant] = ([[p["first_seq"], p["last_seq"]]], None)
+    else:
+        with conn.cursor() as cur:
+            for tenant in tenants:
+                bounds = audit_store.tenant_bounds(cur, tables, tenant)
+                found[tenant] = ([list(bounds)] if bounds else [], None)
+    return found
+
+
 def main():
     spec = am.audit_argument_spec()
     spec.update(
-        tenant=dict(type="str", required=True),
+        tenant=dict(type="str"),
+        tenants=dict(type="list", elements="str"),
         selection=dict(type="str", default="segments", choices=["segments", "range", "all"]),
         first_seq=dict(type="int"),
         last_seq=dict(type="int"),
@@ -192,69 +265,88 @@ def main():
         force=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
-                           required_if=[("selection", "range", ("first_seq", "last_seq"))])
+                           required_if=[("selection", "range", ("first_seq", "last_seq"))],
+                           required_one_of=[("tenant", "tenants")],
+                           mutually_exclusive=[("tenant", "tenants"), ("tenants", "manifest")])
     p = module.params
-    tenant, selection, dest = p["tenant"], p["selection"], p["dest"]
-    manifest_path = p["manifest"] or dest + ".manifest.json"
+    selection, dest = p["selection"], p["dest"]
+    many = p["tenants"] is not None
+    tenants = list(dict.fromkeys(p["tenants"])) if many else [p["tenant"]]
+    if many and not tenants:
+        module.fail_json(msg="tenants is empty: name at least one tenant id")
     if selection == "range" and p["last_seq"] < p["first_seq"]:
         module.fail_json(msg="last_seq (%d) is before first_seq (%d)" % (p["last_seq"], p["first_seq"]))
-    if not module.check_mode and not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-        module.fail_json(msg="the directory of dest %s does not exist" % dest)
+    directory = dest if many else os.path.dirname(os.path.abspath(dest))
+    if not module.check_mode and not os.path.isdir(directory):
+        module.fail_json(msg="%s %s does not exist: create it first"
+                         % ("the directory dest" if many else "the directory of dest", directory))
+    if many:
+        paths = dict((t, os.path.join(dest, audit_capture.capture_file_name(t))) for t in tenants)
+        manifests = dict((t, paths[t] + ".manifest.json") for t in tenants)
+    else:
+        paths = {tenants[0]: dest}
+        manifests = {tenants[0]: p["manifest"] or dest + ".manifest.json"}
     creds = am.resolve_credentials(module, need_key=selection == "segments")
     tables = am.tables_from_params(p)
     workers = am.workers_from_params(module)
     conn = None
-    result = dict(changed=False, tenant=tenant, dest=dest, manifest=manifest_path, capture=None, segments=None)
+    result = dict(changed=False)
+    if many:
+        result.update(tenants=tenants, dest=dest, captures=[])
+    else:
+        result.update(tenant=tenants[0], dest=dest, manifest=manifests[tenants[0]], capture=None, segments=None)
     try:
         conn = creds.connect()
         with audit_store.SnapshotTransaction(conn, export=workers > 1) as txn:
             with conn.cursor() as cur:
                 audit_store.check_tables(cur, tables, ("logs",))
                 identity = audit_store.database_identity(cur)
-            segments = None
-            if selection == "segments":
-                results, _valid, _invalid = audit_store.scan_tenants(conn, tables, creds.key, [tenant], workers,
-                                                                     creds.connect, snapshot=txn.snapshot)
-                segments = results[tenant]["segments"]
-                ranges = audit_store.row_ranges(segments)
-            elif selection == "range":
-                ranges = [[p["first_seq"], p["last_seq"]]]
-            else:
-                with conn.cursor() as cur:
-                    bounds = audit_store.tenant_bounds(cur, tables, tenant)
-                ranges = [list(bounds)] if bounds else []
-            result.update(seq_ranges=ranges, segments=segments)
+            found = _tenant_ranges(module, conn, tables, creds, tenants, workers, txn.snapshot)
             with conn.cursor() as cur:
-                old = _unchanged(cur, tables, tenant, selection, ranges, segments, identity, dest,
-                                 manifest_path)
-                if old is not None:
-                    result.update(rows=old["rows"], sha256=old["sha256"], bytes=old["bytes"], capture=old,
-                                  msg="capture of tenant %r already matches the database (%d rows)"
-                                  % (tenant, old["rows"]))
-                    module.exit_json(**result)
-                rows = audit_store.count_ranges(cur, tables, tenant, ranges)
-                if module.check_mode:
-                    result.update(changed=True, rows=rows, sha256=None, bytes=None,
-                                  msg="would capture %d rows of tenant %r into %s" % (rows, tenant, dest))
-                    module.exit_json(**result)
-                if (os.path.exists(dest) or os.path.exists(manifest_path)) and not p["force"]:
-                    module.fail_json(msg="%s or its manifest exists and does not match what the database holds now "
-                                     "for this selection; refusing to overwrite evidence: choose another dest, or "
-                                     "force=true" % dest, **result)
-                tmp, digest, size, _writes = audit_store.write_capture(
-                    cur, tables, tenant, ranges, dest, creds.connect if workers > 1 else None, txn.snapshot)
-                os.rename(tmp, dest)
-                manifest = audit_store.capture_manifest(tenant, tables, selection, ranges, segments, digest, size,
-                                                        rows, identity, dest)
-                audit_store.write_json_atomic(manifest_path, manifest)
+                entries = [_plan(module, cur, tables, t, found[t][0], found[t][1], identity, paths[t], manifests[t])
+                           for t in tenants]
+                todo = [e for e in entries if e["changed"] and not module.check_mode]
+                clash = [e["dest"] for e in todo if os.path.exists(e["dest"]) or os.path.exists(e["manifest"])]
+                if clash and not p["force"]:
+                    shaped = _shape(result, entries, many)
+                    shaped.update(changed=False, msg="%s or its manifest exists and does not match what the database "
+                                  "holds now for this selection; refusing to overwrite evidence: choose another dest, "
+                                  "or force=true" % ", ".join(clash))
+                    module.fail_json(**shaped)
+                written = audit_capture.write_captures(cur, tables, [(e["tenant"], e["seq_ranges"], e["dest"])
+                                                                     for e in todo],
+                                                       creds.connect if workers > 1 else None, txn.snapshot,
+                                                       sessions=workers)
+            for entry, (tmp, digest, size, rows) in zip(todo, written):
+                os.rename(tmp, entry["dest"])
+                manifest = audit_store.capture_manifest(entry["tenant"], tables, selection, entry["seq_ranges"],
+                                                        entry["segments"], digest, size, rows, identity,
+                                                        entry["dest"])
+                audit_store.write_json_atomic(entry["manifest"], manifest)
+                entry.update(rows=rows, sha256=digest, bytes=size, capture=manifest,
+                             msg="captured %d rows of tenant %r into %s (sha256 %s)"
+                             % (rows, entry["tenant"], entry["dest"], digest))
     except am.handled_errors() as exc:
         module.fail_json(msg=am.describe_error(exc, creds.secrets), **result)
     finally:
         if conn is not None:
             conn.close()
-    result.update(changed=True, rows=rows, sha256=digest, bytes=size, capture=manifest,
-                  msg="captured %d rows of tenant %r into %s (sha256 %s)" % (rows, tenant, dest, digest))
-    module.exit_json(**result)
+    module.exit_json(**_shape(result, entries, many))
+
+
+def _shape(result, entries, many):
+    """The module result: one capture's keys at the top (tenant), or the list (tenants)."""
+    out = dict(result)
+    out["changed"] = any(e["changed"] for e in entries)
+    if many:
+        out["captures"] = entries
+        out["rows"] = sum(e.get("rows") or 0 for e in entries)
+        out["msg"] = "; ".join(e["msg"] for e in entries if "msg" in e)
+    else:
+        entry = dict(entries[0])
+        entry.pop("changed")
+        out.update(entry)
+    return out
 
 
 if __name__ == "__main__":

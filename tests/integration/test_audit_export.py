@@ -8,6 +8,7 @@ import stat
 
 from psycopg2 import sql
 
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_capture
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_export
 
@@ -120,12 +121,22 @@ def test_hostile_tenant_and_table_names(pg_dsn, tmp_path):
     assert open(res["dest"], "rb").read() == reference_csv(conn, tenant, "seq = 2", tables)
 
 
+def spy_parts(monkeypatch):
+    """Record (tenant, part index, ranges) of every COPY part write_captures runs."""
+    parts = []
+    real = audit_capture._Capture.run_part
+
+    def run_part(self, cur, part):
+        parts.append((part.tenant_id, part.index, part.ranges))
+        return real(self, cur, part)
+    monkeypatch.setattr(audit_capture._Capture, "run_part", run_part)
+    return parts
+
+
 def test_two_sessions_export_the_same_bytes(pg_dsn, tmp_path, monkeypatch):
     """A long range is copied by two sessions reading one snapshot; the file is byte-identical to one COPY."""
-    monkeypatch.setattr(audit_store, "PARALLEL_EXPORT_MIN_ROWS", 10)
-    tails = []
-    real_tail = audit_store._copy_tail
-    monkeypatch.setattr(audit_store, "_copy_tail", lambda *a: (tails.append(a[4:6]), real_tail(*a)))
+    monkeypatch.setattr(audit_capture, "PARALLEL_EXPORT_MIN_ROWS", 10)
+    parts = spy_parts(monkeypatch)
     conn = h.setup_tables(pg_dsn)
     h.load(conn, h.rows_for("acme", 501) + h.rows_for("b", 3))
     for selection, extra, where in (("all", {}, "true"), ("range", {"first_seq": 3, "last_seq": 400}, "seq BETWEEN 3 AND 400")):
@@ -135,4 +146,64 @@ def test_two_sessions_export_the_same_bytes(pg_dsn, tmp_path, monkeypatch):
         assert data == reference_csv(conn, "acme", where)
         assert res["sha256"] == hashlib.sha256(data).hexdigest() and res["bytes"] == len(data)
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
-    assert tails == [(252, 501), (202, 400)]  # the second halves, each copied once by the second session
+    # Only the real runs copy, each in two halves (the idempotence checks read through one COPY of their own).
+    assert sorted(parts) == [("acme", 0, [[1, 251]]), ("acme", 0, [[3, 201]]),
+                             ("acme", 1, [[202, 400]]), ("acme", 1, [[252, 501]])]
+
+
+def test_several_tenants_in_one_snapshot(pg_dsn, tmp_path, monkeypatch):
+    """tenants=[...]: one file per tenant in dest, each byte-identical to its own COPY; check, real, check, real."""
+    parts = spy_parts(monkeypatch)
+    hostile = "ten'ant\"; DROP TABLE x;--\t/../\U0001f600"
+    conn = h.setup_tables(pg_dsn)
+    h.load(conn, h.rows_for("acme", 30) + h.rows_for("globex", 12) + h.rows_for(hostile, 9) + h.rows_for("ok", 4))
+    h.tamper(conn, "acme", [3, 4])
+    h.tamper(conn, "globex", [12])
+    h.tamper(conn, hostile, [1])
+    before = h.table_state(conn)
+    args = dict(dsn=pg_dsn, hmac_key=h.KEY, tenants=["acme", "globex", hostile, "ok"], dest=str(tmp_path), workers=2)
+    runs = []
+    for check in (True, False, True, False):
+        res = h.run_module(alex_audit_export, args, check_mode=check)
+        assert not res.get("failed"), res
+        runs.append(res)
+        if check and not runs[1:]:
+            assert os.listdir(tmp_path) == []
+    assert [r["changed"] for r in runs] == [True, True, False, False]
+    assert [[c["changed"] for c in r["captures"]] for r in runs] == [[True, True, True, True]] * 2 + [[False] * 4] * 2
+    assert [r["rows"] for r in runs] == [4] * 4  # 2 + 1 + 1 rows; tenant ok has none, its file holds the header
+    assert h.table_state(conn) == before
+    names = set()
+    for capture, where in zip(runs[1]["captures"], ("seq BETWEEN 3 AND 4", "seq = 12", "seq = 1", "false")):
+        assert os.path.dirname(capture["dest"]) == str(tmp_path)
+        assert capture["dest"] == os.path.join(str(tmp_path), audit_capture.capture_file_name(capture["tenant"]))
+        data = open(capture["dest"], "rb").read()
+        assert data == reference_csv(conn, capture["tenant"], where)
+        manifest = json.load(open(capture["manifest"]))
+        assert manifest["tenant_id"] == capture["tenant"] and manifest["sha256"] == hashlib.sha256(data).hexdigest()
+        assert manifest["rows"] == capture["rows"] and stat.S_IMODE(os.stat(capture["dest"]).st_mode) == 0o600
+        names.add(os.path.basename(capture["dest"]))
+    assert len(names) == 4 and all(n.startswith("capture-") and "/" not in n for n in names)
+    assert sorted(t for t, _i, _r in parts) == sorted(["acme", "globex", hostile, "ok"])  # one COPY part each
+
+    # A capture that no longer matches is evidence: refused for all, nothing of the others rewritten.
+    h.tamper(conn, "globex", [11])
+    stamps = dict((c["dest"], os.stat(c["dest"]).st_mtime_ns) for c in runs[1]["captures"])
+    refused = h.run_module(alex_audit_export, args)
+    assert refused.get("failed") and "refusing to overwrite evidence" in refused["msg"]
+    assert dict((d, os.stat(d).st_mtime_ns) for d in stamps) == stamps
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_tenants_needs_an_existing_directory_and_no_manifest(pg_dsn, tmp_path):
+    conn = h.setup_tables(pg_dsn)
+    h.load(conn, h.rows_for("acme", 3))
+    missing = h.run_module(alex_audit_export, dict(dsn=pg_dsn, tenants=["acme"], selection="all",
+                                                   dest=str(tmp_path / "nope")))
+    assert missing.get("failed") and "does not exist: create it first" in missing["msg"]
+    both = h.run_module(alex_audit_export, dict(dsn=pg_dsn, tenants=["acme"], selection="all", dest=str(tmp_path),
+                                                manifest=str(tmp_path / "m.json")))
+    assert both.get("failed") and "mutually exclusive" in both["msg"]
+    empty = h.run_module(alex_audit_export, dict(dsn=pg_dsn, tenants=[], selection="all", dest=str(tmp_path)))
+    assert empty.get("failed") and "tenants is empty" in empty["msg"]
+    assert os.listdir(tmp_path) == []
