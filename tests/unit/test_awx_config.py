@@ -109,7 +109,7 @@ def check_question(question, options, where):
     if kind == "integer":
         for key in ("default", "min", "max"):
             if key in question:
-                assert type(question[key]) is int, (where, name, key)
+                assert isinstance(question[key], int) and not isinstance(question[key], bool), (where, name, key)
         if "default" in question:
             assert question["min"] <= question["default"] <= question["max"], (where, name)
     if kind == "text" and "default" in question:
@@ -296,9 +296,9 @@ def test_workflow_approval_sits_between_the_rehearsal_and_the_destructive_step(c
             if identifier not in destructive:
                 continue
             before = path[:index]
-            kinds = ["approval" if template(i) is None else template(i)["job_type"] for i, _ in before]
+            kinds = ["approval" if template(i) is None else template(i)["job_type"] for i, _edge in before]
             assert kinds == ["check", "approval"], (path, kinds)  # rehearsal, then approval, then this
-            assert all(e in (None, "success_nodes") for _, e in path[:index + 1]), path  # only on success
+            assert all(e in (None, "success_nodes") for _node, e in path[:index + 1]), path  # only on success
             rehearsal, approval = before[0][0], before[1][0]
             assert template(rehearsal)["playbook"] == template(identifier)["playbook"]
             retire_vars = dict(template(identifier)["extra_vars"])
