@@ -247,11 +247,14 @@ def test_references_resolve(config):
         assert template["project"] in projects and template["inventory"] in inventories, template["name"]
         assert template["credentials"] and set(template["credentials"]) <= set(credentials), template["name"]
     for workflow in config["controller_workflows"]:
-        assert workflow["inventory"] in inventories
+        assert workflow.get("inventory", next(iter(inventories))) in inventories
         for node in workflow["simplified_workflow_nodes"]:
             assert ("unified_job_template" in node) != ("approval_node" in node), node["identifier"]
             if "unified_job_template" in node:
                 assert node["unified_job_template"] in templates, node["identifier"]
+                # A workflow's limit reaches a node only when the node's template prompts for the limit.
+                if workflow.get("ask_limit_on_launch"):
+                    assert templates[node["unified_job_template"]].get("ask_limit_on_launch"), node["identifier"]
     for item in [x for key in DISPATCH_VARS for x in config[key]]:
         assert item.get("organization", "Default") == "Default", item["name"]
     version = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
