@@ -2,12 +2,14 @@
 """Benchmark of the audit-chain modules against psql, on one real PostgreSQL (figures: docs/performance.md).
 
     .venv/bin/python bench/audit_chain_bench.py [--rows 1000000] [--tenants 4] [--big-rows 5000000]
-        [--retire-rows 1000000 --bad-rows 10000] [--dsn ADMIN_DSN] [--workdir DIR] [--json out.json]
+        [--retire-rows 1000000 --bad-rows 10000] [--repeat 3] [--dsn ADMIN_DSN] [--workdir DIR] [--json out.json]
 
 In one run, on the same rows:
   * psql  \\copy (SELECT * FROM audit_logs ORDER BY tenant_id, seq) TO file CSV HEADER   (the baseline)
   * alex_audit_verify of all tenants, run as Ansible runs a module (its own process)
-  * alex_audit_export selection=all of every tenant (together the same rows as the psql export)
+  * alex_audit_export selection=all of all tenants: once with tenants=[...] (one run, one file per tenant,
+    as the audit_chain role calls it), and once per tenant with tenant=<t>; together the same rows as psql's
+  * --repeat rounds of these (default 3), each round psql first; the medians of the ratios are reported
   * peak RSS of each module process (and of its worker processes), sampled with psutil
   * with --big-rows: verify and export again on that many rows, to show memory is flat in row count
   * with --retire-rows: one tenant of that many rows with --bad-rows tampered rows: capture, backup,
@@ -36,6 +38,7 @@ from alexlab.schema import create_audit_tables  # noqa: E402
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac  # noqa: E402
 
 KEY = "bench-hmac-key-0c1e2b7d9a4f"
+CSV_HEADER = b"tenant_id,seq,occurred_at,actor,action,payload,prev_hmac,row_hmac"
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
@@ -167,33 +170,72 @@ def psql_copy(dsn, dest):
     return run_measured([tool("psql"), "-X", "-q", "-d", dsn, "-c", query])
 
 
-def measure_set(label, dsn, tenants, workdir, report):
-    out = os.path.join(workdir, "psql.csv")
-    psql_s, psql_rss, _sum, _out = psql_copy(dsn, out)
-    size = os.path.getsize(out)
-    os.unlink(out)
-    entry = {"label": label, "psql_seconds": round(psql_s, 2), "csv_bytes": size}
-    verify_s, verify_one, verify_sum, res = module("alex_audit_verify", {"dsn": dsn, "hmac_key": KEY}, workdir)
-    assert res["verified"], res["scope"]
-    entry.update(verify_seconds=round(verify_s, 2), verify_ratio=round(verify_s / psql_s, 2),
-                 verify_peak_rss_mb=round(verify_one, 1), verify_peak_rss_tree_mb=round(verify_sum, 1),
-                 verify_processes=res.get("processes"), rows=sum(t["rows"] for t in res["tenants"].values()))
-    export_s = 0.0
-    export_one = 0.0
-    export_bytes = 0
+def export_all_tenants(dsn, tenants, workdir):
+    """alex_audit_export tenants=[...] selection=all: one module run, one file per tenant."""
+    dest = os.path.join(workdir, "captures")
+    os.makedirs(dest, exist_ok=True)
+    seconds, one, _sum, res = module("alex_audit_export", {"dsn": dsn, "tenants": tenants, "selection": "all",
+                                                           "dest": dest}, workdir)
+    shutil.rmtree(dest)
+    return seconds, one, sum(c["bytes"] for c in res["captures"])
+
+
+def export_each_tenant(dsn, tenants, workdir):
+    """alex_audit_export tenant=<t> selection=all, once per tenant (as a loop over the module would)."""
+    total = peak = size = 0
     for tenant in tenants:
         dest = os.path.join(workdir, "export-%s.csv" % tenant)
-        args = {"dsn": dsn, "tenant": tenant, "selection": "all", "dest": dest}
-        seconds, one, _sum, res = module("alex_audit_export", args, workdir)
-        export_s += seconds
-        export_one = max(export_one, one)
-        export_bytes += res["bytes"]
+        seconds, one, _sum, res = module("alex_audit_export", {"dsn": dsn, "tenant": tenant, "selection": "all",
+                                                               "dest": dest}, workdir)
+        total += seconds
+        peak = max(peak, one)
+        size += res["bytes"]
         os.unlink(dest)
         os.unlink(dest + ".manifest.json")
-    entry.update(export_seconds=round(export_s, 2), export_ratio=round(export_s / psql_s, 2),
-                 export_peak_rss_mb=round(export_one, 1), export_bytes=export_bytes)
-    report["sets"].append(entry)
-    print(json.dumps(entry), flush=True)
+    return total, peak, size
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+def measure_set(label, dsn, tenants, workdir, report, repeat):
+    """repeat rounds of: psql, verify, export (one run), export (a run per tenant); ratios per round."""
+    rounds = []
+    peak = {"verify": 0, "verify_tree": 0, "export": 0, "export_each": 0}
+    rows = processes = None
+    for _round in range(repeat):
+        out = os.path.join(workdir, "psql.csv")
+        psql_s, _rss, _sum, _out = psql_copy(dsn, out)
+        size = os.path.getsize(out)
+        os.unlink(out)
+        verify_s, verify_one, verify_sum, res = module("alex_audit_verify", {"dsn": dsn, "hmac_key": KEY}, workdir)
+        assert res["verified"], res["scope"]
+        rows = sum(t["rows"] for t in res["tenants"].values())
+        processes = res.get("processes")
+        export_s, export_one, export_bytes = export_all_tenants(dsn, tenants, workdir)
+        each_s, each_one, each_bytes = export_each_tenant(dsn, tenants, workdir)
+        assert export_bytes == each_bytes == size + (len(tenants) - 1) * (len(CSV_HEADER) + 1), \
+            (export_bytes, each_bytes, size)
+        peak["verify"] = max(peak["verify"], verify_one)
+        peak["verify_tree"] = max(peak["verify_tree"], verify_sum)
+        peak["export"] = max(peak["export"], export_one)
+        peak["export_each"] = max(peak["export_each"], each_one)
+        entry = {"psql_seconds": round(psql_s, 2), "verify_seconds": round(verify_s, 2),
+                 "verify_ratio": round(verify_s / psql_s, 2), "export_seconds": round(export_s, 2),
+                 "export_ratio": round(export_s / psql_s, 2), "export_each_seconds": round(each_s, 2),
+                 "export_each_ratio": round(each_s / psql_s, 2), "load_average": round(os.getloadavg()[0], 2)}
+        rounds.append(entry)
+        print(json.dumps(entry), flush=True)
+    summary = {"label": label, "rows": rows, "csv_bytes": size, "verify_processes": processes, "rounds": rounds,
+               "verify_peak_rss_mb": round(peak["verify"], 1), "verify_peak_rss_tree_mb": round(peak["verify_tree"], 1),
+               "export_peak_rss_mb": round(peak["export"], 1), "export_each_peak_rss_mb": round(peak["export_each"], 1)}
+    for key in ("psql_seconds", "verify_ratio", "export_ratio", "export_each_ratio"):
+        summary["median_" + key] = round(median([r[key] for r in rounds]), 2)
+    report["sets"].append(summary)
+    print(json.dumps(dict((k, v) for k, v in summary.items() if k != "rounds")), flush=True)
 
 
 def retire_lock(dsn, count, bad, workdir, report):
@@ -252,6 +294,7 @@ def main():
     parser.add_argument("--dsn", help="admin DSN of a server to create databases on (default: an embedded one)")
     parser.add_argument("--workdir")
     parser.add_argument("--json")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of psql, verify and export (medians reported)")
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="alex-bench-")
     os.makedirs(workdir, exist_ok=True)
@@ -270,7 +313,7 @@ def main():
             tenants = ["tenant-%02d" % (i + 1) for i in range(args.tenants)]
             seconds = load(dsn, tenants, count // args.tenants)
             print("loaded %d rows in %.1fs" % (count, seconds), flush=True)
-            measure_set("%d rows, %d tenants" % (count, args.tenants), dsn, tenants, workdir, report)
+            measure_set("%d rows, %d tenants" % (count, args.tenants), dsn, tenants, workdir, report, args.repeat)
             labpg.drop_database(admin, dsn)
             created.remove(dsn)
         if args.retire_rows:
