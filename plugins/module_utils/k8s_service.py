@@ -132,12 +132,16 @@ class ReleaseService:
         del body
         return dict(name=name, exists=True, keys=keys, error=None)
 
-    def read_log(self, pod, container, previous=False, tail_lines=DEFAULT_TAIL_LINES, limit_bytes=DEFAULT_LIMIT_BYTES):
-        """The last tail_lines lines (at most limit_bytes) of a container's log, or None with the reason."""
+    def read_log(self, pod, container, previous=False, tail_lines=DEFAULT_TAIL_LINES, limit_bytes=DEFAULT_LIMIT_BYTES,
+                 since_seconds=None):
+        """The last tail_lines lines (at most limit_bytes, of the last since_seconds) of a container's log,
+        or None with the reason."""
         what = "reading the %slog of pod %s container %s" % ("previous " if previous else "", pod, container)
         kwargs = dict(container=container, tail_lines=tail_lines, limit_bytes=limit_bytes)
         if previous:
             kwargs["previous"] = True
+        if since_seconds is not None:
+            kwargs["since_seconds"] = since_seconds
         try:
             resp = self._call(what, self.core.read_namespaced_pod_log, pod, self.namespace, **kwargs)
         except ApiException as exc:

@@ -1,11 +1,14 @@
 """Scenario 3 against the lab (`alexlab up`): real faults, credentials from the lab's Secret through its
 Kubernetes facade, the lab API writing during a retirement, and the playbook end to end."""
+import datetime
+import glob
 import json
 import threading
 import time
 
 import pytest
 
+from ansible_collections.alexandria.ee.plugins.modules import alex_api_log
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_export
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_retire
@@ -172,6 +175,59 @@ def test_playbook_against_the_lab(healthy, tmp_path):
     report = json.load(open(tmp_path / "evidence" / "LAB-1" / "incident-report.json"))
     assert report["status"] == "retired" and report["verification_after"]["verified"] is True
     assert all(t["api_write_after"]["status"] == 201 for t in report["tenants"])
+    # The runbook's last verification, from the API's own log, is in the run record.
+    records = [json.load(open(p)) for p in glob.glob(str(tmp_path / "records" / "*.json"))]
+    (retired,) = [r for r in records if r["result"] == "retired"]
+    # The pre-check read the API's error lines too (the lab logs them at start and on every verification).
+    (logged,) = [o["what"] for o in retired["observed"] if o["what"].startswith("the api log holds ")]
+    assert "seed-001" in logged and "seed-002" in logged, logged
+    (confirmed,) = [a for a in retired["actions"] if a["action"] == "api_log_anchor_reset"]
+    assert confirmed["what"].startswith("the api log confirms the anchor reset of every retired tenant: ")
+    assert 'audit chain anchor reset: tenant="seed-001"' in confirmed["what"]
+    assert 'audit chain anchor reset: tenant="seed-002"' in confirmed["what"]
     proc, (changed, failed) = playbook("audit_chain_failure", str(extra), *gates)
     assert proc.returncode == 0 and changed == 0
     assert scope(lab)["verified"] is True
+
+
+def utc_stamp(seconds_from_now=0):
+    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds_from_now)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_api_log_reports_what_the_api_logged(healthy):
+    """alex_api_log reads the runbook's log lines through the Kubernetes facade, since a time, exactly."""
+    lab = healthy
+    since = utc_stamp(-1)
+    lab.cli("break", "audit-tamper", "--tenant", "seed-003", "--seq", "20-21")
+    assert lab.api("POST", "/admin/v1/audit/verify")[0] == 200
+    res = h.run_module(alex_api_log, k8s(lab, since=since, expect=[{"kind": "chain_broken", "tenant": "seed-003"}]))
+    assert not res.get("failed") and res["found"] is True and res["missing"] == [], res
+    broken = [e for e in res["events"] if e["kind"] == "chain_broken" and e["tenant"] == "seed-003"]
+    assert broken and broken[0]["first_seq"] == 20 and broken[0]["last_seq"] == 21
+    assert broken[0]["segment_kind"] == "hmac_mismatch" and broken[0]["pod"] in res["pods"]
+    assert any(e["kind"] == "hmac_mismatch" and e["tenant"] == "seed-003" for e in res["events"])
+    assert res["k8s_requests"] == 2  # one pod list, one log read
+
+    # Nothing was logged about an anchor: found is false, the wait is bounded, nothing fails.
+    res = h.run_module(alex_api_log, k8s(lab, since=since, wait_timeout=2, wait_sleep=0.5,
+                                         expect=[{"kind": "anchor_reset", "tenant": "seed-003"}]))
+    assert res["found"] is False and res["missing"] == [{"kind": "anchor_reset", "tenant": "seed-003"}]
+    assert 1.5 <= res["waited_s"] <= 10 and "not logged: anchor_reset of tenant 'seed-003'" in res["msg"]
+
+    # Lines before since are left out, by the facade (sinceSeconds) and by the module (the lines' own times).
+    assert h.run_module(alex_api_log, k8s(lab, since=utc_stamp(3600)))["events"] == []
+    pod = lab.pod()["metadata"]["name"]
+    assert lab.kubectl("logs", pod, "-c", "api", "--since-time=" + utc_stamp(3600), "-n",
+                       lab.info["namespace"]).stdout == ""
+    assert "audit chain broken" in lab.kubectl("logs", pod, "-c", "api", "--since=10m", "-n",
+                                               lab.info["namespace"]).stdout
+
+    bad = h.run_module(alex_api_log, k8s(lab, since="yesterday"))
+    assert bad["failed"] and "is not an RFC 3339 time" in bad["msg"]
+    lab.cli("break", "rbac-deny", "--resource", "pods/log")
+    try:
+        denied = h.run_module(alex_api_log, k8s(lab))
+        assert denied["failed"] and "403" in denied["msg"] and "Traceback" not in denied["msg"], denied
+    finally:
+        lab.cli("heal", "rbac-deny")
