@@ -24,6 +24,7 @@ import shutil
 import subprocess
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 
 try:
     import psycopg2
@@ -180,8 +181,7 @@ def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=()):
     with conn.cursor() as cur:
         audit_store.check_tables(cur, tables, ("logs", "anchors", "quarantine"))
     conninfo, env = libpq_environment(dsn, kwargs)
-    directory = os.path.dirname(os.path.abspath(dest)) or "."
-    fd, tmp = audit_store._mkstemp(directory, os.path.basename(dest))
+    fd, tmp = files.mkstemp_beside(dest)
     os.close(fd)
     try:
         with audit_store.SnapshotTransaction(conn, export=True) as txn:
@@ -197,7 +197,7 @@ def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=()):
         listing = restore_list(tools["pg_restore"], tmp, tables, secrets)
         digest, size = audit_store.sha256_file(tmp)
     except BaseException:
-        audit_store._unlink(tmp)
+        files.unlink_quietly(tmp)
         raise
     manifest = {
         "format": audit_store.BACKUP_FORMAT,

@@ -22,6 +22,7 @@ import re
 import threading
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 
 # A single range at least this long may be cut in two (see write_captures).
 PARALLEL_EXPORT_MIN_ROWS = 100000
@@ -104,7 +105,7 @@ class _Capture(object):
         parts = sorted((p for p in self.parts if p.job == job), key=lambda p: p.index)
         for part in parts[1:]:
             _append_file(parts[0].path, part.path)
-            audit_store._unlink(part.path)
+            files.unlink_quietly(part.path)
         digest, size = _finish(parts[0].path)
         self.results[job] = (parts[0].path, digest, size, self.rows[job])
 
@@ -151,15 +152,14 @@ def write_captures(cur, tables, jobs, connect=None, snapshot=None, sessions=1):
     split = parallel and len(jobs) < sessions
     try:
         for job, (tenant_id, ranges, dest) in enumerate(jobs):
-            directory = os.path.dirname(os.path.abspath(dest)) or "."
-            fd, tmp = audit_store._mkstemp(directory, os.path.basename(dest))
+            fd, tmp = files.mkstemp_beside(dest)
             os.close(fd)
             capture.parts.append(_Part(job, 0, tenant_id, ranges, tmp, True))
             if split and len(ranges) == 1 and ranges[0][1] - ranges[0][0] + 1 >= PARALLEL_EXPORT_MIN_ROWS:
                 low, high = ranges[0]
                 middle = low + (high - low) // 2
                 capture.parts[-1].ranges = [[low, middle]]
-                fd, side = audit_store._mkstemp(directory, os.path.basename(dest) + ".part2")
+                fd, side = files.mkstemp_beside(dest + ".part2")
                 os.close(fd)
                 capture.parts.append(_Part(job, 1, tenant_id, [[middle + 1, high]], side, False))
             capture.pending[job] = sum(1 for p in capture.parts if p.job == job)
@@ -181,5 +181,5 @@ def write_captures(cur, tables, jobs, connect=None, snapshot=None, sessions=1):
         return [capture.results[job] for job in range(len(jobs))]
     except BaseException:
         for part in capture.parts:
-            audit_store._unlink(part.path)
+            files.unlink_quietly(part.path)
         raise

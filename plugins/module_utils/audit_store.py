@@ -665,58 +665,6 @@ def sha256_file(path, block=1 << 20):
     return digest.hexdigest(), size
 
 
-def _mkstemp(directory, base):
-    import tempfile
-    fd, path = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp", dir=directory)
-    os.fchmod(fd, 0o600)
-    return fd, path
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def write_json_atomic(path, data):
-    """Write JSON to path through a 0600 temp file and a rename."""
-    import json
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = _mkstemp(directory, os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def write_text_atomic(path, text):
-    """Write UTF-8 text to path through a 0600 temp file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = _mkstemp(directory, os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def read_json(path):
-    import json
-    with open(path, "r") as handle:
-        return json.load(handle)
-
-
 CAPTURE_FORMAT = "alexandria.ee/audit-capture/v1"
 BACKUP_FORMAT = "alexandria.ee/audit-backup/v1"
 

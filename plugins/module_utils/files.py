@@ -12,22 +12,33 @@ import os
 import tempfile
 
 
-def write_bytes_atomic(path, data, mode=0o600):
-    """Replace path with data; a crash leaves the old file or the new one, never half of one."""
+def mkstemp_beside(path, mode=0o600):
+    """(fd, temp path) of a new hidden file in path's directory, for a later rename onto path."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.fchmod(fd, mode)
+    return fd, tmp
+
+
+def unlink_quietly(path):
+    """Remove path if it is there (clean-up on a failure path: never raises)."""
     try:
-        os.fchmod(fd, mode)
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def write_bytes_atomic(path, data, mode=0o600):
+    """Replace path with data; a crash leaves the old file or the new one, never half of one."""
+    fd, tmp = mkstemp_beside(path, mode)
+    try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        unlink_quietly(tmp)
         raise
 
 
@@ -37,3 +48,8 @@ def write_text_atomic(path, text, mode=0o600):
 
 def write_json_atomic(path, data, mode=0o600):
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", mode)
+
+
+def read_json(path):
+    with open(path, "r") as handle:
+        return json.load(handle)

@@ -142,6 +142,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 
 
 def present(module, conn, creds, tables, tools, result):
@@ -154,7 +155,7 @@ def present(module, conn, creds, tables, tools, result):
                          "force=true" % dest, **result)
     tmp, manifest = audit_backup.take_backup(conn, tables, creds.dsn, creds.kwargs, dest, tools, creds.secrets)
     os.rename(tmp, dest)
-    audit_store.write_json_atomic(result["manifest"], manifest)
+    files.write_json_atomic(result["manifest"], manifest)
     result.update(changed=True, sha256=manifest["sha256"], backup=manifest,
                   msg="backup of database %r written to %s (sha256 %s), verified with pg_restore --list"
                   % (manifest["database"]["database"], dest, manifest["sha256"]))
@@ -164,7 +165,7 @@ def present(module, conn, creds, tables, tools, result):
 def restored(module, conn, creds, tables, tools, result):
     dest = result["dest"]
     try:
-        manifest = audit_store.read_json(result["manifest"])
+        manifest = files.read_json(result["manifest"])
     except (IOError, OSError, ValueError) as exc:
         module.fail_json(msg="cannot read the backup manifest %s (%s)" % (result["manifest"], exc.__class__.__name__),
                          **result)

@@ -188,6 +188,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_capture
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 
 
 def _unchanged(cur, tables, tenant, selection, ranges, segments, identity, dest, manifest_path):
@@ -195,7 +196,7 @@ def _unchanged(cur, tables, tenant, selection, ranges, segments, identity, dest,
     if not (os.path.isfile(dest) and os.path.isfile(manifest_path)):
         return None
     try:
-        old = audit_store.read_json(manifest_path)
+        old = files.read_json(manifest_path)
     except (IOError, OSError, ValueError):
         return None
     if not isinstance(old, dict) or old.get("format") != audit_store.CAPTURE_FORMAT:
@@ -322,7 +323,7 @@ def main():
                 manifest = audit_store.capture_manifest(entry["tenant"], tables, selection, entry["seq_ranges"],
                                                         entry["segments"], digest, size, rows, identity,
                                                         entry["dest"])
-                audit_store.write_json_atomic(entry["manifest"], manifest)
+                files.write_json_atomic(entry["manifest"], manifest)
                 entry.update(rows=rows, sha256=digest, bytes=size, capture=manifest,
                              msg="captured %d rows of tenant %r into %s (sha256 %s)"
                              % (rows, entry["tenant"], entry["dest"], digest))

@@ -123,6 +123,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_report
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 
 
 def by_tenant(results):
@@ -178,7 +179,7 @@ def main():
         p["incident_id"], verify, captures, p["backup"], by_tenant(p["retires"]), p["verify_after"], api_checks(p["api_checks"]),
         p["signoff"], audit_store.rfc3339(audit_store.utc_now()), tables)
     try:
-        old = audit_store.read_json(json_path)
+        old = files.read_json(json_path)
     except (IOError, OSError, ValueError):
         old = None
     markdown = audit_report.render_markdown(report)
@@ -197,8 +198,8 @@ def main():
         result["msg"] = "would write the incident report %s" % md_path
         module.exit_json(**result)
     try:
-        audit_store.write_json_atomic(json_path, report)
-        audit_store.write_text_atomic(md_path, markdown)
+        files.write_json_atomic(json_path, report)
+        files.write_text_atomic(md_path, markdown)
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot write the incident report: %s" % exc, **result)
     result["msg"] = "incident report written to %s and %s" % (md_path, json_path)

@@ -218,6 +218,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -231,7 +232,7 @@ def parse_age(text):
 
 def _manifest(path, what, missing):
     try:
-        return audit_store.read_json(path)
+        return files.read_json(path)
     except (IOError, OSError) as exc:
         missing.append("the %s manifest %s cannot be read (%s)" % (what, path, exc.__class__.__name__))
     except ValueError:

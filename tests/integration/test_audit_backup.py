@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup
 
 import audit_helpers as h
@@ -111,7 +112,7 @@ def test_damaged_backups_are_refused(pg_dsn, tmp_path):
     open(dest, "wb").write(b"PGDMP" + b"\0" * 100)
     manifest = json.load(open(dest + ".manifest.json"))
     manifest["sha256"], manifest["bytes"] = audit_store.sha256_file(dest)
-    audit_store.write_json_atomic(dest + ".manifest.json", manifest)
+    files.write_json_atomic(dest + ".manifest.json", manifest)
     res = h.run_module(alex_audit_backup, dict(dsn=pg_dsn, dest=dest, state="restored"))
     assert res["failed"] and "pg_restore --list" in res["msg"]
     assert h.table_state(conn) == state

@@ -6,6 +6,7 @@ from psycopg2 import sql
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_export
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_retire
@@ -222,7 +223,7 @@ def test_changes_between_the_first_look_and_the_lock_are_seen(pg_dsn, tmp_path):
     h.tamper(conn, "acme", [7])
     args = prepare(pg_dsn, tmp_path, "acme")
     tables = audit_store.AuditTables()
-    capture = audit_store.read_json(args["capture"] + ".manifest.json")
+    capture = files.read_json(args["capture"] + ".manifest.json")
     key = h.KEY.encode()
     work = h.connect(pg_dsn)
     first = audit_store.retire_scan(work, tables, key, "acme")
@@ -246,7 +247,7 @@ def test_changes_between_the_first_look_and_the_lock_are_seen(pg_dsn, tmp_path):
     # and with nothing written in between, the incremental check holds
     h.tamper(conn, "acme", [30])
     args2 = prepare(pg_dsn, tmp_path, "acme", tag="second")
-    capture2 = audit_store.read_json(args2["capture"] + ".manifest.json")
+    capture2 = files.read_json(args2["capture"] + ".manifest.json")
     first = audit_store.retire_scan(work, tables, key, "acme")
     done = audit_store.retire_apply(work, tables, key, "acme", first, capture2, "b" * 64, "CR-2")
     assert done["changed"] and done["verify_under_lock"] == "incremental"
