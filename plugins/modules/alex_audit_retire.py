@@ -217,6 +217,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
 
@@ -323,7 +324,7 @@ def main():
     conn = None
     try:
         conn = creds.connect()
-        first = audit_store.retire_scan(conn, tables, creds.key, tenant, workers, creds.connect,
+        first = audit_retire.retire_scan(conn, tables, creds.key, tenant, workers, creds.connect,
                                         key_mismatch_fraction=fraction)
         plan = plan_of(first)
         result["plan"] = plan
@@ -339,7 +340,7 @@ def main():
         missing, capture, backup = preconditions(p, first, tables, max_age, tools)
         signoff = (p["compliance_signoff"] or "").strip() or None
         with conn.cursor() as cur:
-            anchors = audit_store.build_anchors(
+            anchors = audit_retire.build_anchors(
                 cur, tables, creds.key, tenant, first["runs"], capture.get("sha256") if capture else None,
                 backup.get("sha256") if backup else None, signoff)
         conn.rollback()
@@ -355,9 +356,9 @@ def main():
         if missing:
             module.fail_json(msg="refusing to retire the unverifiable audit rows of tenant %r: %s"
                              % (tenant, "; ".join(missing)), **result)
-        done = audit_store.retire_apply(conn, tables, creds.key, tenant, first, capture, backup["sha256"], signoff,
+        done = audit_retire.retire_apply(conn, tables, creds.key, tenant, first, capture, backup["sha256"], signoff,
                                         p["capture_match"], p["lock_verify"], p["lock_timeout"], fraction)
-    except audit_store.RetireRefused as exc:
+    except audit_retire.RetireRefused as exc:
         module.fail_json(msg="refusing to retire the unverifiable audit rows of tenant %r: %s"
                          % (tenant, am.describe_error(exc, creds.secrets)), **result)
     except am.handled_errors() as exc:

@@ -5,6 +5,7 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup
@@ -226,29 +227,29 @@ def test_changes_between_the_first_look_and_the_lock_are_seen(pg_dsn, tmp_path):
     capture = files.read_json(args["capture"] + ".manifest.json")
     key = h.KEY.encode()
     work = h.connect(pg_dsn)
-    first = audit_store.retire_scan(work, tables, key, "acme")
+    first = audit_retire.retire_scan(work, tables, key, "acme")
     # new damage after the first look: found under the lock, and the capture no longer covers the plan
     h.tamper(conn, "acme", [20])
     before = h.table_state(conn)
-    with pytest.raises(audit_store.RetireRefused, match="rows to retire are 7, 20"):
-        audit_store.retire_apply(work, tables, key, "acme", first, capture, "b" * 64, "CR-1")
+    with pytest.raises(audit_retire.RetireRefused, match="rows to retire are 7, 20"):
+        audit_retire.retire_apply(work, tables, key, "acme", first, capture, "b" * 64, "CR-1")
     assert h.table_state(conn) == before
     # a harmless rewrite (same values, new row version) only costs a full verification under the lock
     with conn.cursor() as cur:
         cur.execute("UPDATE audit_logs SET actor = actor WHERE tenant_id = 'acme' AND seq IN (3, 20)")
         cur.execute("UPDATE audit_logs SET payload = payload - 'edited' WHERE tenant_id = 'acme' AND seq = 20")
     conn.commit()
-    first = audit_store.retire_scan(work, tables, key, "acme")
+    first = audit_retire.retire_scan(work, tables, key, "acme")
     with conn.cursor() as cur:
         cur.execute("UPDATE audit_logs SET actor = actor WHERE tenant_id = 'acme' AND seq = 3")
     conn.commit()
-    done = audit_store.retire_apply(work, tables, key, "acme", first, capture, "b" * 64, "CR-1")
+    done = audit_retire.retire_apply(work, tables, key, "acme", first, capture, "b" * 64, "CR-1")
     assert done["changed"] and done["verify_under_lock"] == "full" and done["moved"] == 1
     # and with nothing written in between, the incremental check holds
     h.tamper(conn, "acme", [30])
     args2 = prepare(pg_dsn, tmp_path, "acme", tag="second")
     capture2 = files.read_json(args2["capture"] + ".manifest.json")
-    first = audit_store.retire_scan(work, tables, key, "acme")
-    done = audit_store.retire_apply(work, tables, key, "acme", first, capture2, "b" * 64, "CR-2")
+    first = audit_retire.retire_scan(work, tables, key, "acme")
+    done = audit_retire.retire_apply(work, tables, key, "acme", first, capture2, "b" * 64, "CR-2")
     assert done["changed"] and done["verify_under_lock"] == "incremental"
     assert h.run_module(alex_audit_verify, dict(dsn=pg_dsn, hmac_key=h.KEY))["verified"] is True

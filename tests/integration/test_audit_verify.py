@@ -2,6 +2,7 @@
 import pytest
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_verify
 
@@ -95,9 +96,9 @@ def test_anchors_are_honoured_and_forged_anchors_ignored(pg_dsn):
               "signoff": "CR-1", "reason": "seq_gap"}
     anchor["anchor_hmac"] = ac.anchor_hmac(h.KEY, anchor)
     with conn.cursor() as cur:
-        audit_store.insert_anchors(cur, audit_store.AuditTables(), [anchor])
+        audit_retire.insert_anchors(cur, audit_store.AuditTables(), [anchor])
         forged = dict(anchor, resume_seq=30, retired_first_seq=25, retired_last_seq=29, anchor_hmac="f" * 64)
-        audit_store.insert_anchors(cur, audit_store.AuditTables(), [forged])
+        audit_retire.insert_anchors(cur, audit_store.AuditTables(), [forged])
     conn.commit()
     res = h.run_module(alex_audit_verify, verify_args(pg_dsn))
     assert res["verified"] is True and res["tenants"]["acme"]["rows"] == 18

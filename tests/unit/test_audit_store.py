@@ -5,6 +5,7 @@ import random
 import pytest
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
 KEY = b"unit-store-key"
@@ -115,7 +116,7 @@ def seg(first, last, kind, rows=None):
 
 def test_plan_runs_merges_adjacent_kinds_into_one_anchor():
     segments = [seg(5, 7, "seq_gap"), seg(8, 8, "hmac_mismatch"), seg(9, 9, "link_broken"), seg(20, 20, "hmac_mismatch")]
-    runs = st.plan_runs(segments)
+    runs = audit_retire.plan_runs(segments)
     assert [(r["first_seq"], r["last_seq"], r["resume_seq"], r["rows"], r["reason"]) for r in runs] == [
         (5, 9, 10, 2, "seq_gap,hmac_mismatch,link_broken"), (20, 20, 21, 1, "hmac_mismatch")]
     assert runs[0]["row_ranges"] == [[8, 9]]
@@ -123,7 +124,7 @@ def test_plan_runs_merges_adjacent_kinds_into_one_anchor():
 
 def test_plan_runs_stops_before_seqs_an_existing_anchor_retired():
     existing = {6: {"retired_first_seq": 5, "resume_seq": 6}}
-    runs = st.plan_runs([seg(4, 5, "seq_gap")], existing)
+    runs = audit_retire.plan_runs([seg(4, 5, "seq_gap")], existing)
     assert [(r["first_seq"], r["last_seq"], r["resume_seq"]) for r in runs] == [(4, 4, 5)]
 
 
@@ -132,7 +133,7 @@ def test_ranges_and_capture_coverage():
     with pytest.raises(st.AuditError):
         st.normalize_ranges([[3, 2]])
     segments = [seg(3, 4, "hmac_mismatch"), seg(9, 10, "seq_gap")]
-    runs = st.plan_runs(segments)
+    runs = audit_retire.plan_runs(segments)
     exact = {"seq_ranges": [[3, 4]], "segments": segments}
     assert st.capture_coverage_problems(exact, runs, segments) == []
     wider = {"seq_ranges": [[1, 40]], "segments": []}
