@@ -220,8 +220,9 @@ def test_workflow_retires_exactly_the_approved_plan(controller):
     assert retire.extra_vars["alex_expected_plan_hash_from"] == "rehearsal"
     done = retire.host(HOST)
     assert done["result"] == "retired" and done["check_mode"] is False and done["plan_hash"] == seen["plan_hash"]
-    assert [a["action"] for a in done["actions"]] == [
-        "capture_rows", "backup_database", "retire_unverifiable_rows", "api_write_check"]
+    actions = [a["action"] for a in done["actions"]]
+    steps = ["capture_rows", "backup_database", "retire_unverifiable_rows", "api_write_check"]
+    assert [a for a in actions if a in steps] == steps, actions
     record = retire.record(HOST)
     assert any("it is the approved one (the rehearsal artifact alexandria_ee)" in d["what"]
                for d in record["decisions"])
