@@ -24,6 +24,7 @@ except ImportError:  # pg.connect reports it
     psycopg2 = None
     sql = None
 
+
 def plan_runs(segments, existing_anchors=None):
     """Maximal runs of consecutive bad seqs, each retired behind one anchor at resume_seq.
 
@@ -59,7 +60,7 @@ def plan_runs(segments, existing_anchors=None):
         run["reason"] = ",".join(kinds)
         run["resume_seq"] = last + 1
         run["row_ranges"] = st.row_ranges([dict(s, last_seq=min(s["last_seq"], last)) for s in run["segments"]
-                                        if s["first_seq"] <= last])
+                                           if s["first_seq"] <= last])
         planned.append(run)
     return planned
 
@@ -193,7 +194,7 @@ def retire_scan(conn, tables, key, tenant_id, workers=1, connect=None, chunk_row
     """First look, without the lock, in one snapshot: the tenant's result, its anchors, a fingerprint, the plan."""
     with st.SnapshotTransaction(conn, export=workers > 1 and connect is not None) as txn:
         results, valid, invalid = st.scan_tenants(conn, tables, key, [tenant_id], workers, connect, chunk_rows,
-                                               key_mismatch_fraction, snapshot=txn.snapshot)
+                                                  key_mismatch_fraction, snapshot=txn.snapshot)
         result = results[tenant_id]
         with conn.cursor() as cur:
             st.check_tables(cur, tables, ("quarantine",))
@@ -221,7 +222,7 @@ def _verify_under_lock(conn, cur, tables, key, tenant_id, first, mode, key_misma
             result = st.merge_partials(tenant_id, partials, key_mismatch_fraction)
     if result is None:
         results, valid, _invalid = st.scan_tenants(conn, tables, key, [tenant_id],
-                                                key_mismatch_fraction=key_mismatch_fraction)
+                                                   key_mismatch_fraction=key_mismatch_fraction)
         result = results[tenant_id]
     return result, valid, how
 
@@ -234,7 +235,7 @@ def _verify_after_move(conn, cur, tables, key, tenant_id, runs, result, anchors,
                 if a["resume_seq"] not in mine]
     if mode == "full":
         results, _valid, _invalid = st.scan_tenants(conn, tables, key, [tenant_id],
-                                                 key_mismatch_fraction=key_mismatch_fraction)
+                                                    key_mismatch_fraction=key_mismatch_fraction)
         return problems + ["%s %d-%d" % (s["kind"], s["first_seq"], s["last_seq"])
                            for s in results[tenant_id]["segments"]]
     # Incremental: a row's verdict depends only on itself, the previous present row and the anchors,
@@ -274,7 +275,7 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
                 lock_tenant(cur, tenant_id)
             except psycopg2.errors.LockNotAvailable:
                 raise st.AuditError("another session held the audit lock of tenant %r for longer than lock_timeout (%s)"
-                                 % (tenant_id, lock_timeout))
+                                    % (tenant_id, lock_timeout))
             locked = timer()
             phases = {}
             cur.execute("SELECT set_config('lock_timeout', '0', true)")
@@ -290,7 +291,7 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
                         "lock_seconds": timer() - locked, "lock_wait_seconds": locked - started}
             problems = st.capture_coverage_problems(capture_manifest, runs, result["segments"], capture_match)
             digest, _size, _rows = st.capture_digest(cur, tables, tenant_id,
-                                                  st.normalize_ranges(capture_manifest.get("seq_ranges") or []))
+                                                     st.normalize_ranges(capture_manifest.get("seq_ranges") or []))
             if digest != capture_manifest.get("sha256"):
                 problems.append("the rows the capture holds changed in the database since the capture")
             if problems:
@@ -313,7 +314,7 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
             phases["verify_after"] = timer() - mark
             if left:
                 raise st.AuditError("tenant %r would still not verify after the retirement (%s); rolled back, nothing "
-                                 "changed" % (tenant_id, "; ".join(left[:10])))
+                                    "changed" % (tenant_id, "; ".join(left[:10])))
         mark = timer()
         conn.commit()
         committed = timer()

@@ -267,7 +267,7 @@ def main():
         module.exit_json(changed=False, events=events, found=not missing, missing=missing, pods=pods,
                          waited_s=round(time.monotonic() - start, 2), k8s_requests=service.requests,
                          msg=("%d audit event(s) in the %s log of %d pod(s)" % (len(events), params["container"],
-                                                                                  len(pods)))
+                                                                                len(pods)))
                          + ("; not logged: %s" % words if missing else ""))
     except K8sError as exc:
         extra = dict(exception=KUBERNETES_IMPORT_ERROR) if KUBERNETES_IMPORT_ERROR else {}

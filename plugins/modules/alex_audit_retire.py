@@ -325,7 +325,7 @@ def main():
     try:
         conn = creds.connect()
         first = audit_retire.retire_scan(conn, tables, creds.key, tenant, workers, creds.connect,
-                                        key_mismatch_fraction=fraction)
+                                         key_mismatch_fraction=fraction)
         plan = plan_of(first)
         result["plan"] = plan
         if first["result"]["probable_cause"] == "key_mismatch":
@@ -357,7 +357,7 @@ def main():
             module.fail_json(msg="refusing to retire the unverifiable audit rows of tenant %r: %s"
                              % (tenant, "; ".join(missing)), **result)
         done = audit_retire.retire_apply(conn, tables, creds.key, tenant, first, capture, backup["sha256"], signoff,
-                                        p["capture_match"], p["lock_verify"], p["lock_timeout"], fraction)
+                                         p["capture_match"], p["lock_verify"], p["lock_timeout"], fraction)
     except audit_retire.RetireRefused as exc:
         module.fail_json(msg="refusing to retire the unverifiable audit rows of tenant %r: %s"
                          % (tenant, am.describe_error(exc, creds.secrets)), **result)

@@ -67,7 +67,7 @@ def test_parse_time():
     utc = datetime.timezone.utc
     assert api_log.parse_time("2026-11-27T09:52:00Z") == datetime.datetime(2026, 11, 27, 9, 52, tzinfo=utc)
     assert api_log.parse_time("2026-11-27T09:52:00.5-02:30") == datetime.datetime(2026, 11, 27, 12, 22, 0, 500000,
-                                                                                   tzinfo=utc)
+                                                                                  tzinfo=utc)
     for bad in ("yesterday", "2026-11-27", "2026-11-27T09:52:00", ""):
         with pytest.raises(ValueError):
             api_log.parse_time(bad)
