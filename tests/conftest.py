@@ -36,3 +36,13 @@ def pg_dsn(pg_admin_dsn):
     dsn = labpg.create_database(pg_admin_dsn, prefix="t")
     yield dsn
     labpg.drop_database(pg_admin_dsn, dsn)
+
+
+def pytest_collection_finish(session):
+    """Modules run in-process here must see module mode: importing Ansible's controller code (ansible.parsing,
+    ansible.template, ...) at collection switches ansible.module_utils to controller mode for the whole
+    run, and the modules' warnings then go to the display instead of into their results."""
+    from ansible.module_utils import _internal
+    if _internal.is_controller:
+        raise pytest.UsageError("a test module imports Ansible controller code at collection time; run Ansible "
+                                "controller code in a subprocess (ansible-playbook, ansible-doc) instead")

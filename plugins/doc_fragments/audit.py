@@ -56,9 +56,9 @@ options:
     description:
       - The audit HMAC key, used as the UTF-8 bytes of this string. Never logged.
       - Can also be set with E(ALEX_AUDIT_HMAC_KEY).
-      - When neither this option nor the environment variable is set, the key is read from the release's main
-        Secret (O(secret_name), key O(hmac_secret_key)) with the Kubernetes options, and used as the raw bytes
-        stored there.
+      - When neither this option nor the environment variable is set, or both are empty, the key is read from the
+        release's main Secret (O(secret_name), key O(hmac_secret_key)) with the Kubernetes options, and used as the
+        raw bytes stored there.
     type: str
   hmac_secret_key:
     description:

@@ -99,7 +99,7 @@ def resolve_credentials(module, need_key=True):
     wanted = []
     if not dsn and not kwargs.get("host") and not kwargs.get("dbname"):
         wanted.append(params["dsn_secret_key"])
-    if key is None and need_key:
+    if not key and need_key:
         wanted.append(params["hmac_secret_key"])
     source = "options"
     if wanted:
@@ -119,7 +119,7 @@ def resolve_credentials(module, need_key=True):
                 module.no_log_values.update(found)
                 secrets.add(text)
                 module.no_log_values.add(text)
-            if need_key and name == params["hmac_secret_key"] and key is None:
+            if need_key and name == params["hmac_secret_key"] and not key:
                 key = raw
                 secrets.add(text)
                 module.no_log_values.add(text)

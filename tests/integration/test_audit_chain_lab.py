@@ -86,6 +86,14 @@ def test_each_lab_fault_is_scoped_exactly(healthy):
     assert scope(lab)["verified"] is True
 
 
+def test_empty_environment_credentials_mean_read_the_secret(healthy, monkeypatch):
+    """AWX injects every field of a credential, empty ones as "": that must not be taken as the key or DSN."""
+    monkeypatch.setenv("ALEX_AUDIT_HMAC_KEY", "")
+    monkeypatch.setenv("ALEX_DSN", "")
+    res = scope(healthy)
+    assert res["verified"] is True and seed_tenants(res)
+
+
 def test_key_mismatch_is_reported_and_never_retired(healthy, tmp_path):
     lab = healthy
     lab.cli("break", "audit-key-mismatch")

@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 import pytest
-from ansible.parsing.utils.yaml import from_yaml
+import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from alexlab.testing import LabHandle
@@ -36,6 +36,21 @@ CONFIG = REPO / "extensions" / "awx" / "controller"
 WORKFLOW = "Alexandria EE - audit chain retirement with approval"
 HOST = "lab"
 ANSWERS = {"audit_chain_incident_id": "INC-77", "audit_chain_signoff": "CR-2026-0077", "audit_chain_confirm": "true"}
+
+
+class UnsafeTagLoader(yaml.SafeLoader):
+    """YAML as Ansible reads it, for these files: !unsafe marks a plain string that is never templated.
+
+    (Ansible's own loader would switch ansible.module_utils into controller mode for the whole pytest
+    process, and modules run in-process would then print their warnings instead of returning them.)
+    """
+
+
+UnsafeTagLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def from_yaml(text, file_name=None):
+    return yaml.load(text, Loader=UnsafeTagLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def load_config():
