@@ -17,7 +17,8 @@ description:
     the scope, the plan and the plan's hash - so the SRE can paste it into the incident ticket.
   - Two files per run in O(dest_dir), named C(<scenario>-<host>-<started_at>.md) and C(.json), written through a
     temporary file and a rename with mode C(0600). A record belongs to one run, so a new run writes new files and
-    never rewrites an older record.
+    never rewrites an older record. A run that starts in the same second as an earlier one of the same scenario on
+    the same host gets C(-2) (C(-3), ...) after the time.
   - Only what the caller passes is written. The scenario roles pass module results and names, never secrets.
 author:
   - alexandria.ee contributors (@alexandria-ee)
@@ -165,6 +166,22 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alexandria.ee.plugins.module_utils import files, run_record
 
 
+def _claim(base):
+    """base, else base-2, base-3, ...: the first name no run has taken. Runs of one scenario on one host that start
+    in the same second each keep their own record: the .json is created exclusively (empty) to claim the name,
+    then replaced whole."""
+    number = 1
+    while True:
+        candidate = base if number == 1 else "%s-%d" % (base, number)
+        try:
+            fd = os.open(candidate + ".json", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            number += 1
+            continue
+        os.close(fd)
+        return candidate
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -204,6 +221,8 @@ def main():
                 # Several hosts of one run (forks) may create the directory at the same moment.
                 if not os.path.isdir(p["dest_dir"]):
                     raise
+        base = _claim(base)
+        result.update(json_path=base + ".json", markdown_path=base + ".md")
         files.write_text_atomic(base + ".md", run_record.render_markdown(record))
         files.write_json_atomic(base + ".json", record)
     except (OSError, IOError) as exc:

@@ -54,6 +54,18 @@ def test_run_report_writes_both_files_0600(tmp_path, capsys):
     assert [p for p in os.listdir(dest) if p.endswith(".tmp")] == []
 
 
+def test_runs_starting_in_the_same_second_keep_their_own_records(tmp_path, capsys):
+    args = {"dest_dir": str(tmp_path), "scenario": "audit_chain_failure", "started_at": "2026-11-27T03:00:00Z",
+            "deployment": {"host": "prod-eu"}}
+    first = _run(alex_run_report, dict(args, result="gated"), capsys)
+    second = _run(alex_run_report, dict(args, result="retired"), capsys)
+    assert os.path.basename(second["json_path"]) == "audit_chain_failure-prod-eu-20261127T030000Z-2.json"
+    assert os.path.basename(second["markdown_path"]) == "audit_chain_failure-prod-eu-20261127T030000Z-2.md"
+    assert json.loads(open(first["json_path"]).read())["result"] == "gated"
+    assert json.loads(open(second["json_path"]).read())["result"] == "retired"
+    assert len(os.listdir(tmp_path)) == 4
+
+
 def test_run_report_check_mode_writes_nothing(tmp_path, capsys):
     out = _run(alex_run_report, {"dest_dir": str(tmp_path / "r"), "scenario": "quota_exceeded", "result": "gated",
                                  "started_at": "t", "_ansible_check_mode": True}, capsys)
