@@ -10,7 +10,6 @@ has deleted the pod (a transient crash or hang, which is what a restart fixes) a
 restart, wait and verification then bring the API back.
 """
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -23,11 +22,11 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.alexandria.ee.plugins.module_utils import triage
 from ansible_collections.alexandria.ee.plugins.modules import alex_pod_restart, alex_ready, alex_triage
 
+import playbooks
+
 pytestmark = pytest.mark.lab
 
-REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 BIN = pathlib.Path(sys.executable).parent
-CALLBACKS = pathlib.Path(__file__).resolve().parent / "callback_plugins"
 
 
 class Lab:
@@ -103,40 +102,19 @@ def run_module(module, args, capsys, check_mode=False):
     return json.loads(capsys.readouterr().out)
 
 
-class Run:
-    def __init__(self, proc, stats_path):
-        self.rc = proc.returncode
-        self.out = proc.stdout + proc.stderr
-        data = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-        self.summary = (data.get("custom") or {}).get("_run", {}).get("api_not_serving")
-        self.changed_tasks = data.get("changed_tasks")
-        self.failed_tasks = data.get("failed_tasks") or []
-        self.hosts = data.get("hosts") or {}
-
-    def failure(self):
-        return " | ".join(f["msg"] for f in self.failed_tasks)
+class Run(playbooks.Run):
+    @property
+    def summary(self):
+        """The role's own set_stats summary."""
+        return self.custom.get("api_not_serving")
 
 
 def playbook_command(lab, tmp_path, check=False, **extra):
-    """argv and env of `ansible-playbook alexandria.ee.api_not_serving` against the lab."""
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text("all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
-                         "      ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n")
+    """argv, env and stats path of `ansible-playbook alexandria.ee.api_not_serving` against the lab."""
     variables = dict(api_not_serving_base_url=lab.api_url, api_not_serving_kubeconfig=lab.kubeconfig,
                      api_not_serving_namespace=lab.namespace, api_not_serving_release=lab.release)
     variables.update(extra)
-    vars_file = tmp_path / ("vars-%d.json" % time.monotonic_ns())
-    vars_file.write_text(json.dumps(variables))
-    stats = tmp_path / ("stats-%d.json" % time.monotonic_ns())
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".venv" / "collections"),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
-               ANSIBLE_CALLBACKS_ENABLED="alex_stats_json", ALEX_STATS_JSON=str(stats), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_HOST_KEY_CHECKING="false")
-    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "alexandria.ee.api_not_serving",
-            "-e", "@" + str(vars_file)]
-    if check:
-        argv.append("--check")
-    return argv, env, stats
+    return playbooks.playbook_command("api_not_serving", tmp_path, variables=variables, check=check)
 
 
 def playbook(lab, tmp_path, check=False, **extra):

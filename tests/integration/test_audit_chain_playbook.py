@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import audit_helpers as h
+import playbooks
 
 BIN = os.path.dirname(sys.executable)
 PASSWORD = "S3cretPassw0rd-9d1f7c"
@@ -18,9 +19,8 @@ HOSTILE = "../x'; DROP TABLE audit_logs;--\"ü"
 
 
 def playbook(name, extra, *args, check=False):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(h.REPO, ".venv", "collections"),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_SHOW_CUSTOM_STATS="1", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    env = playbooks.ansible_env(ANSIBLE_SHOW_CUSTOM_STATS="1", ANSIBLE_LOCALHOST_WARNING="false",
+                                ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
     argv = [os.path.join(BIN, "ansible-playbook"), "alexandria.ee." + name, "-e", "@" + extra] + list(args)
     if check:
         argv.append("--check")

@@ -26,7 +26,8 @@ import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from alexlab.testing import LabHandle
-from test_run_records_lab import CALLBACKS, REFUSED, Run, audit_state
+import playbooks
+from test_run_records_lab import REFUSED, audit_state
 
 pytestmark = pytest.mark.lab
 
@@ -102,7 +103,7 @@ class Controller:
         return value
 
     def job(self, template_name, artifacts, answers):
-        """One job of the template: what AWX would launch, as ansible-playbook. Returns a test_run_records_lab.Run."""
+        """One job of the template: what AWX would launch, as ansible-playbook. Returns a playbooks.Run."""
         template = self.templates[template_name]
         self.jobs += 1
         extra = dict(template.get("extra_vars") or {})
@@ -111,19 +112,17 @@ class Controller:
         vars_file = self.root / ("job-%d-extra-vars.json" % self.jobs)
         vars_file.write_text(json.dumps(extra))
         stats = self.root / ("job-%d-stats.json" % self.jobs)
-        env = dict((k, v) for k, v in os.environ.items() if not k.startswith(("ALEX_", "K8S_AUTH_")))
+        base = dict((k, v) for k, v in os.environ.items() if not k.startswith(("ALEX_", "K8S_AUTH_")))
         for name in template["credentials"]:
-            env.update(self.credential_env(name))
-        env.update(ANSIBLE_COLLECTIONS_PATH=str(REPO / ".venv" / "collections"), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-                   ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS), ANSIBLE_CALLBACKS_ENABLED="alex_stats_json",
-                   ALEX_STATS_JSON=str(stats), ANSIBLE_NOCOLOR="1")
+            base.update(self.credential_env(name))
+        env = playbooks.ansible_env(stats, base=base)
         argv = [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(REPO / template["playbook"]),
                 "-e", "@" + str(vars_file)]
         argv += ["--check"] if template["job_type"] == "check" else []
         argv += ["--diff"] if template.get("diff_mode") else []
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, cwd=str(self.root),
                               check=False)
-        run = Run(proc, stats)
+        run = playbooks.Run(proc, stats)
         run.extra_vars = extra
         return run
 

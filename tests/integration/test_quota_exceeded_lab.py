@@ -11,7 +11,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -19,11 +18,11 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.alexandria.ee.plugins.module_utils import license_codec as lc
 from ansible_collections.alexandria.ee.plugins.modules import alex_license, alex_seats
 
+import playbooks
+
 pytestmark = pytest.mark.lab
 
-REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 BIN = pathlib.Path(sys.executable).parent
-CALLBACKS = pathlib.Path(__file__).resolve().parent / "callback_plugins"
 SECRET = "alexandria-ee-license"
 
 
@@ -345,38 +344,11 @@ def test_rollback_restores_the_previous_blob_only_from_the_applied_one(lab, caps
 
 # ------------------------------------------------------------------------------------ playbooks
 
-class Run:
-    def __init__(self, proc, stats_path):
-        self.rc = proc.returncode
-        self.out = proc.stdout + proc.stderr
-        data = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-        self.custom = (data.get("custom") or {}).get("_run", {})
-        self.changed_tasks = data.get("changed_tasks")
-        self.failed_tasks = data.get("failed_tasks") or []
-
-    def failure(self):
-        return " | ".join(f["msg"] for f in self.failed_tasks)
-
-
 def playbook(lab, tmp_path, name, *args, **variables):
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(
-        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n"
-        "      ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n")
     common = dict(alex_base_url=lab.api_url, alex_admin_token=lab.token, alex_kubeconfig=lab.kubeconfig,
                   alex_namespace=lab.namespace, alex_license_issuer_public_key=lab.issuer)
     common.update(variables)
-    vars_file = tmp_path / ("vars-%d.json" % time.monotonic_ns())
-    vars_file.write_text(json.dumps(common))
-    os.chmod(vars_file, 0o600)
-    stats = tmp_path / ("stats-%d.json" % time.monotonic_ns())
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".venv" / "collections"),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
-               ANSIBLE_CALLBACKS_ENABLED="alex_stats_json", ALEX_STATS_JSON=str(stats), ANSIBLE_NOCOLOR="1")
-    argv = [str(BIN / "ansible-playbook"), "-i", str(inventory), "alexandria.ee." + name,
-            "-e", "@" + str(vars_file)] + list(args)
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, cwd=str(tmp_path), check=False)
-    return Run(proc, stats)
+    return playbooks.run_playbook(name, tmp_path, *args, variables=common)
 
 
 def test_quota_playbook_frees_seats_check_real_and_idempotent(lab, tmp_path):

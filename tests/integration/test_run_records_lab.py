@@ -12,19 +12,15 @@ import glob
 import json
 import os
 import pathlib
-import subprocess
-import sys
-import time
 
 import pytest
 
 from alexlab.testing import LabHandle
 
+import playbooks
+
 pytestmark = pytest.mark.lab
 
-REPO = pathlib.Path(__file__).resolve().parent.parent.parent
-BIN = pathlib.Path(sys.executable).parent
-CALLBACKS = pathlib.Path(__file__).resolve().parent / "callback_plugins"
 WRONG_HASH = "0" * 64
 REFUSED = "the plan is not the approved one"
 SCENARIOS = {"api_not_serving", "quota_exceeded", "license_renewal", "audit_chain_failure", "audit_chain_rollback"}
@@ -64,40 +60,10 @@ def deployments(tmp_path_factory):
         deps.down()
 
 
-class Run:
-    def __init__(self, proc, stats_path):
-        self.rc = proc.returncode
-        self.out = proc.stdout + proc.stderr
-        data = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-        self.custom = (data.get("custom") or {}).get("_run", {})
-        self.hosts = data.get("hosts") or {}
-        self.failed_tasks = data.get("failed_tasks") or []
-
-    def host(self, name):
-        return self.custom["alexandria_ee"][name]
-
-    def record(self, name):
-        return json.loads(pathlib.Path(self.host(name)["record_json"]).read_text())
-
-    def failure(self):
-        return " | ".join(f["msg"] for f in self.failed_tasks)
-
-
 def playbook(deps, name, *args, **variables):
     """`ansible-playbook -i <both labs> alexandria.ee.<name> -e alex_target=alexandria -f 2 ...` in deps.root."""
     variables = dict(dict(alex_target="alexandria", alex_report_dir=str(deps.reports)), **variables)
-    stamp = time.monotonic_ns()
-    vars_file = deps.root / ("vars-%d.json" % stamp)
-    vars_file.write_text(json.dumps(variables))
-    stats = deps.root / ("stats-%d.json" % stamp)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / ".venv" / "collections"),
-               ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS),
-               ANSIBLE_CALLBACKS_ENABLED="alex_stats_json", ALEX_STATS_JSON=str(stats), ANSIBLE_NOCOLOR="1")
-    argv = [str(BIN / "ansible-playbook"), "-i", str(deps.inventory), "alexandria.ee." + name, "-f", "2",
-            "-e", "@" + str(vars_file)] + list(args)
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, cwd=str(deps.root),
-                          check=False)
-    return Run(proc, stats)
+    return playbooks.run_playbook(name, deps.root, "-f", "2", *args, inventory=deps.inventory, variables=variables)
 
 
 def pod_names(handle):
@@ -276,7 +242,8 @@ def test_audit_chain_plan_hash_and_rollback(deployments):
     done = real.host("labB")
     assert done["result"] == "retired" and done["plan_hash"] == planned["plan_hash"]
     assert [a["action"] for a in done["actions"]] == [
-        "capture_rows", "backup_database", "retire_unverifiable_rows", "api_write_check"]
+        "capture_rows", "backup_database", "retire_unverifiable_rows", "api_write_check",
+        "api_log_anchor_reset"]
     assert audit_state(lab_b)[1:] == (2, 2)
     record = real.record("labB")
     linked = record["details"]["audit_incident_report"]
