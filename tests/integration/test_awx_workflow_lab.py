@@ -22,10 +22,11 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from alexlab.testing import LabHandle
+
+from ansible_yaml import from_yaml
 import playbooks
 from test_run_records_lab import REFUSED, audit_state
 
@@ -39,25 +40,10 @@ HOST = "lab"
 ANSWERS = {"audit_chain_incident_id": "INC-77", "audit_chain_signoff": "CR-2026-0077", "audit_chain_confirm": "true"}
 
 
-class UnsafeTagLoader(yaml.SafeLoader):
-    """YAML as Ansible reads it, for these files: !unsafe marks a plain string that is never templated.
-
-    (Ansible's own loader would switch ansible.module_utils into controller mode for the whole pytest
-    process, and modules run in-process would then print their warnings instead of returning them.)
-    """
-
-
-UnsafeTagLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
-
-
-def from_yaml(text, file_name=None):
-    return yaml.load(text, Loader=UnsafeTagLoader)  # noqa: S506 - a SafeLoader subclass
-
-
 def load_config():
     merged = {}
     for path in sorted(CONFIG.glob("*.yml")):
-        merged.update(from_yaml(path.read_text(), file_name=str(path)))
+        merged.update(from_yaml(path.read_text()))
     return json.loads(json.dumps(merged))  # plain str, as AWX stores it
 
 

@@ -18,6 +18,8 @@ import re
 import pytest
 import yaml
 
+from ansible_yaml import from_yaml
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = REPO / "extensions" / "awx" / "controller"
 DISPATCH_VARS = {"controller_credential_types", "controller_credentials", "controller_execution_environments",
@@ -31,24 +33,9 @@ SURVEY_TYPES = {"text": {"str", "path", "raw"}, "textarea": {"str", "raw"}, "pas
                 "multiplechoice": {"str", "bool", "raw"}, "multiselect": {"list"}}
 
 
-class UnsafeTagLoader(yaml.SafeLoader):
-    """YAML as Ansible reads it, for these files: !unsafe marks a plain string that is never templated.
-
-    (Ansible's own loader would switch ansible.module_utils into controller mode for the whole pytest
-    process, and modules run in-process would then print their warnings instead of returning them.)
-    """
-
-
-UnsafeTagLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
-
-
-def from_yaml(text, file_name=None):
-    return yaml.load(text, Loader=UnsafeTagLoader)  # noqa: S506 - a SafeLoader subclass
-
-
 def load_yaml(path):
     """The file as Ansible reads it (!unsafe strings included), then plain JSON types, as Controller stores them."""
-    return json.loads(json.dumps(from_yaml(path.read_text(), file_name=str(path))))
+    return json.loads(json.dumps(from_yaml(path.read_text())))
 
 
 @pytest.fixture(scope="module")
