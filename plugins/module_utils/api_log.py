@@ -33,9 +33,9 @@ EVENT_KINDS = tuple(kind for kind, _prefix in AUDIT_PREFIXES)
 _LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))\s+([A-Za-z]+)\s+(.*)$")
 _FIELD = re.compile(r"\s*([a-z_]+)=")
 _RANGE = re.compile(r"^(\d+)-(\d+)")
-_NUMBER = re.compile(r"^(\d+)")
 _WORD = re.compile(r"^([A-Za-z0-9_.-]+)")
 _JSON = json.JSONDecoder()
+UTC = datetime.timezone.utc
 
 
 def parse_time(text):
@@ -52,9 +52,6 @@ def parse_time(text):
     sign = -1 if hours.startswith("-") else 1
     offset = datetime.timedelta(hours=int(hours), minutes=sign * int(minutes))
     return (value - offset).replace(tzinfo=UTC)
-
-
-UTC = datetime.timezone.utc
 
 
 def split_line(line):
@@ -85,15 +82,13 @@ def _fields(rest):
             except ValueError:
                 return fields, rest[pos:].strip()
         else:
-            tail = rest[pos:]
-            found = _RANGE.match(tail) or _NUMBER.match(tail) or _WORD.match(tail)
+            found = _WORD.match(rest[pos:])  # a word, a number or a range such as 100-120
             if not found:
-                return fields, tail.strip()
+                return fields, rest[pos:].strip()
             value = found.group(0)
             pos += len(value)
-            # a trailing ':' ends the fields ("...: write refused")
         fields[key] = value
-        if rest.startswith(":", pos):
+        if rest.startswith(":", pos):  # a ':' ends the fields ("...: write refused")
             return fields, rest[pos + 1:].strip()
 
 

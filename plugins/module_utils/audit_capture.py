@@ -74,15 +74,17 @@ class _Part(object):
         self.ranges = ranges
         self.path = path
         self.header = header
-        self.size = sum(high - low + 1 for low, high in ranges)
+
+    @property
+    def size(self):
+        return sum(high - low + 1 for low, high in self.ranges)
 
 
 class _Capture(object):
     """Shared state of one write_captures call."""
 
-    def __init__(self, tables, jobs):
+    def __init__(self, tables):
         self.tables = tables
-        self.jobs = jobs
         self.parts = []
         self.pending = {}
         self.rows = {}
@@ -126,10 +128,8 @@ class _Capture(object):
 def _session_worker(capture, connect, snapshot, queue):
     conn = None
     try:
-        conn = connect()
-        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        conn = audit_store.connect_to_snapshot(connect, snapshot)
         with conn.cursor() as cur:
-            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
             capture.worker(cur, queue)
     except BaseException as exc:
         with capture.lock:
@@ -147,7 +147,7 @@ def write_captures(cur, tables, jobs, connect=None, snapshot=None, sessions=1):
     that transaction) and sessions > 1, up to that many sessions copy at the same time. On any
     error every temp file is removed and the error raised.
     """
-    capture = _Capture(tables, jobs)
+    capture = _Capture(tables)
     parallel = bool(connect and snapshot and sessions > 1)
     split = parallel and len(jobs) < sessions
     try:

@@ -478,11 +478,21 @@ def plan_chunks(bounds, workers, chunk_rows=None, min_parallel_rows=PARALLEL_MIN
 _WORKER = {}
 
 
-def _worker_init(connect, snapshot, key, tables):
+def connect_to_snapshot(connect, snapshot):
+    """A new session (connect()) in a read-only transaction that sees exactly the exported snapshot."""
     conn = connect()
-    conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-    with conn.cursor() as cur:
-        cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", (snapshot,))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _worker_init(connect, snapshot, key, tables):
+    conn = connect_to_snapshot(connect, snapshot)
     _WORKER.update(conn=conn, key=key, tables=tables)
     multiprocessing.util.Finalize(None, conn.close, exitpriority=10)
 

@@ -226,7 +226,7 @@ def main():
         clock_skew=dict(type="int", default=60),
         expect=dict(type="list", elements="dict", default=[], options=dict(
             kind=dict(type="str", required=True, choices=list(api_log.EVENT_KINDS)),
-            tenant=dict(type="str", required=True, no_log=False),
+            tenant=dict(type="str", required=True),
         )),
         wait_timeout=dict(type="float", default=30.0),
         wait_sleep=dict(type="float", default=1.0),
