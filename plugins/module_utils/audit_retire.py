@@ -14,6 +14,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
 try:
@@ -85,7 +86,7 @@ def resume_prev_hmac(cur, tables, tenant_id, run, runs):
 
 def retired_rows_digest(cur, tables, tenant_id, run):
     """(sha256, rows) of the run's rows as full COPY text lines, in seq order."""
-    sink = st.LinesDigestSink()
+    sink = audit_scan.LinesDigestSink()
     query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
         st._columns(), tables.logs)
     st.copy_to(cur, query, (tenant_id, run["first_seq"], run["last_seq"]), sink)

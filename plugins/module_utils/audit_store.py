@@ -3,9 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The database side of the audit chain (docs/contract.md section 4): no Ansible imports.
 
-Verification streams ``COPY (...) TO STDOUT`` (text format) through a file-like sink that
-cuts the lines and feeds audit_chain.TenantScan; no row is ever held in memory beyond the
-one being checked. A tenant's seq range can be cut into chunks that run in several
+Verification streams ``COPY (...) TO STDOUT`` (text format) through audit_scan.ScanSink,
+which checks the rows a cache-sized batch at a time and hands anything unusual to
+audit_chain.TenantScan; memory stays flat in row count. A tenant's seq range can be cut into chunks that run in several
 processes reading one exported snapshot: each row only needs its own bytes and the
 previous present row's stored row_hmac, so a chunk starts from the row before it.
 
@@ -25,6 +25,7 @@ import multiprocessing.util
 import os
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
 
 try:
     import psycopg2
@@ -43,8 +44,8 @@ PARALLEL_MIN_ROWS = 20000
 MIN_CHUNK_ROWS = 10000
 
 
-class AuditError(Exception):
-    """A failure phrased for an operator (never carries a secret)."""
+# Defined beside the codec so that the pure sinks (audit_scan) raise the same error.
+AuditError = ac.AuditError
 
 
 class AuditTables:
@@ -122,198 +123,6 @@ def copy_to(cur, query, params, sink, fmt="text", header=True):
         text = text.decode("utf-8")
     cur.copy_expert(text, sink)
     return cur.rowcount
-
-
-class _LineSink:
-    """Base of the COPY text sinks: psycopg2 writes one row per call; any other split works too."""
-
-    def __init__(self):
-        self._pending = b""
-
-    def write(self, data):
-        if not isinstance(data, bytes):
-            data = data.encode("utf-8")
-        if self._pending:
-            data = self._pending + data
-            self._pending = b""
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            self._pending = data[cut:]
-            data = data[:cut]
-            if not data:
-                return
-        # COPY text escapes every CR and LF inside values, so only row ends remain.
-        self.lines(data.splitlines())
-
-    def lines(self, lines):
-        raise NotImplementedError
-
-    def finish(self):
-        if self._pending:
-            raise AuditError("COPY output ended in the middle of a row")
-
-
-class PadHasher:
-    """HMAC-SHA256 from the key's precomputed inner and outer hashlib states (RFC 2104).
-
-    The same digests as audit_chain.ChainHasher, about a third cheaper per message because
-    only two hashlib states are copied (hmac.HMAC.copy builds a Python object each time).
-    """
-
-    def __init__(self, key):
-        if isinstance(key, str):
-            key = key.encode("utf-8")
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(64, b"\0")
-        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in bytearray(key)))
-        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in bytearray(key)))
-
-    def hexdigest(self, message):
-        inner = self.inner.copy()
-        inner.update(message)
-        outer = self.outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
-
-
-class ScanSink(_LineSink):
-    """Verifies eight-column COPY text lines of one tenant as they stream (see module docstring).
-
-    The common case (next seq, HMAC right, link right) is counted inline; anything else goes
-    through TenantScan.feed, which owns the classification rules. psycopg2 hands over one row
-    per write call (libpq returns COPY data a row at a time), which write() handles without
-    copying; any other split goes through the line splitter.
-    """
-
-    def __init__(self, key, scan):
-        super(ScanSink, self).__init__()
-        hasher = PadHasher(key)
-        self._inner = hasher.inner
-        self._outer = hasher.outer
-        self.scan = scan
-        self._last_seq = scan.last_seq
-        self._last_hmac = scan.last_row_hmac.encode("ascii")
-        self._fast = 0
-        self.first_seq = None
-        self._prefix = ac.copy_escape(scan.tenant_id).encode("utf-8") + b"\t"
-        self._plen = len(self._prefix)
-
-    def write(self, data):
-        # Fast path: one whole row whose prev_hmac and row_hmac have their usual 64 digits, its HMAC,
-        # seq and link right. Anything else (several rows in one write, a partial row, any failure)
-        # goes through the line splitter and TenantScan.feed.
-        n = len(data)
-        if (n > 140 and data[n - 1] == 10 and data[n - 66] == 9 and data[n - 131] == 9 and not self._pending
-                and data.startswith(self._prefix) and self.first_seq is not None):
-            inner = self._inner.copy()
-            inner.update(data[:n - 66])
-            outer = self._outer.copy()
-            outer.update(inner.digest())
-            stored = data[n - 65:n - 1]
-            if outer.hexdigest().encode("ascii") == stored and data[n - 130:n - 66] == self._last_hmac:
-                plen = self._plen
-                seq = int(data[plen:data.index(b"\t", plen)])
-                if seq == self._last_seq + 1:
-                    self._fast += 1
-                    self._last_seq = seq
-                    self._last_hmac = stored
-                    return
-        _LineSink.write(self, data)
-
-    def lines(self, lines):
-        inner_base = self._inner
-        outer_base = self._outer
-        last_seq = self._last_seq
-        last_hmac = self._last_hmac
-        fast = 0
-        scan = self.scan
-        for line in lines:
-            fields = line.split(b"\t")
-            if len(fields) != 8:
-                raise AuditError("unexpected COPY line with %d fields (the table must have the contract's columns)"
-                                 % len(fields))
-            stored = fields[7]
-            inner = inner_base.copy()
-            inner.update(line[:len(line) - len(stored) - 1])
-            outer = outer_base.copy()
-            outer.update(inner.digest())
-            ok = outer.hexdigest().encode("ascii") == stored
-            seq = int(fields[1])
-            if ok and seq == last_seq + 1 and fields[6] == last_hmac:
-                fast += 1
-            else:
-                scan.last_seq = last_seq
-                scan.last_row_hmac = last_hmac.decode("ascii", "replace")
-                scan.feed(seq, ok, fields[6].decode("ascii", "replace"), stored.decode("ascii", "replace"))
-            last_seq = seq
-            last_hmac = stored
-        self._fast += fast
-        self._last_seq = last_seq
-        self._last_hmac = last_hmac
-        if self.first_seq is None and lines:
-            self.first_seq = int(lines[0].split(b"\t", 2)[1])
-
-    def finish(self):
-        super(ScanSink, self).finish()
-        scan = self.scan
-        scan.rows += self._fast
-        scan.valid_rows += self._fast
-        self._fast = 0
-        scan.last_seq = self._last_seq
-        scan.last_row_hmac = self._last_hmac.decode("ascii", "replace")
-        return scan
-
-
-class HashSink:
-    """Hashes (and optionally writes) what COPY sends; counts bytes. Writes are batched."""
-
-    def __init__(self, fileobj=None, batch=1 << 20):
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-        self.writes = 0
-        self._file = fileobj
-        self._buf = []
-        self._size = 0
-        self._batch = batch
-
-    def write(self, data):
-        if not isinstance(data, bytes):
-            data = data.encode("utf-8")
-        self._buf.append(data)
-        self._size += len(data)
-        self.writes += 1
-        if self._size >= self._batch:
-            self.flush()
-
-    def flush(self):
-        if self._buf:
-            chunk = b"".join(self._buf)
-            self._buf = []
-            self._size = 0
-            self.sha256.update(chunk)
-            self.bytes += len(chunk)
-            if self._file is not None:
-                self._file.write(chunk)
-
-    def hexdigest(self):
-        self.flush()
-        return self.sha256.hexdigest()
-
-
-class LinesDigestSink(_LineSink):
-    """SHA-256 of full COPY text lines each ending in a newline (audit_chain.retired_digest)."""
-
-    def __init__(self):
-        super(LinesDigestSink, self).__init__()
-        self.sha256 = hashlib.sha256()
-        self.count = 0
-
-    def lines(self, lines):
-        for line in lines:
-            self.sha256.update(line)
-            self.sha256.update(b"\n")
-            self.count += 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +218,7 @@ def scan_range(cur, tables, key, tenant_id, low, high, anchors=None):
     scan = ac.TenantScan(tenant_id, anchors)
     scan.last_seq = start_seq
     scan.last_row_hmac = start_hmac
-    sink = ScanSink(key, scan)
+    sink = audit_scan.ScanSink(key, scan)
     query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
         _columns(), tables.logs)
     copy_to(cur, query, (tenant_id, low, high), sink)
@@ -656,7 +465,7 @@ def count_ranges(cur, tables, tenant_id, ranges):
 
 def capture_digest(cur, tables, tenant_id, ranges):
     """(sha256, bytes, rows) of the CSV the capture of these ranges prints now."""
-    sink = HashSink()
+    sink = audit_scan.HashSink()
     copy_ranges(cur, tables, tenant_id, ranges, sink, "csv")
     return sink.hexdigest(), sink.bytes, max(0, sink.writes - 1)
 

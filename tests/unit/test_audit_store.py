@@ -1,4 +1,4 @@
-"""audit_store's pure parts: the streaming sink, chunk merging, run planning (no database)."""
+"""audit_store and audit_scan pure parts: the streaming sink, chunk merging, run planning (no database)."""
 import datetime
 import random
 
@@ -6,6 +6,7 @@ import pytest
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
 KEY = b"unit-store-key"
@@ -37,13 +38,16 @@ def damaged(n=60):
     return rows
 
 
-def sink_scan(data_chunks, start=(0, ac.GENESIS), anchors=None):
-    scan = ac.TenantScan("t1", anchors)
+def sink_scan(data_chunks, start=(0, ac.GENESIS), anchors=None, batch_rows=None, tenant="t1", key=KEY):
+    scan = ac.TenantScan(tenant, anchors)
     scan.last_seq, scan.last_row_hmac = start
-    sink = st.ScanSink(KEY, scan)
+    sink = audit_scan.ScanSink(key, scan)
+    if batch_rows:
+        sink.BATCH_ROWS = batch_rows
     for chunk in data_chunks:
         sink.write(chunk)
     sink.finish()
+    scan.sink = sink
     return scan
 
 
@@ -58,19 +62,89 @@ def test_sink_matches_reference_verifier_for_any_write_split():
         cuts = sorted(rnd.sample(range(1, len(raw)), 40))
         splits.append([raw[a:b] for a, b in zip([0] + cuts, cuts + [len(raw)])])
     for chunks in splits:
-        scan = sink_scan(chunks)
-        assert scan.result() == expected
+        for batch_rows in (None, 1, 3, 7):
+            scan = sink_scan(chunks, batch_rows=batch_rows)
+            assert scan.result() == expected, (len(chunks), batch_rows)
 
 
 def test_sink_refuses_a_truncated_stream_and_foreign_columns():
     raw = b"".join(line + b"\n" for line in lines(chain(3)))
     scan = ac.TenantScan("t1")
-    sink = st.ScanSink(KEY, scan)
+    sink = audit_scan.ScanSink(KEY, scan)
     sink.write(raw[:-10])
-    with pytest.raises(st.AuditError, match="middle of a row"):
+    with pytest.raises(ac.AuditError, match="middle of a row"):
         sink.finish()
-    with pytest.raises(st.AuditError, match="3 fields"):
-        st.ScanSink(KEY, ac.TenantScan("t1")).write(b"a\tb\tc\n")
+    sink = audit_scan.ScanSink(KEY, ac.TenantScan("t1"))
+    sink.write(b"a\tb\tc\n")
+    with pytest.raises(ac.AuditError, match="3 fields"):
+        sink.finish()
+
+
+def one_row_per_write(rows):
+    return [line + b"\n" for line in lines(rows)]
+
+
+@pytest.mark.parametrize("tenant", ["t1", "t\t;'\"ü\\x 🔑"])
+def test_clean_batches_take_the_batch_path_and_count_every_row(tenant):
+    rows = chain(50, tenant)
+    scan = sink_scan(one_row_per_write(rows), batch_rows=8, tenant=tenant)
+    assert scan.result() == ac.verify_copy_lines(KEY, lines(rows))[tenant]
+    assert scan.result()["verified"] and scan.rows == scan.valid_rows == 50
+    assert scan.sink.clean_batches == 7  # 6 full batches of 8 and the last 2 rows
+    assert scan.sink.first_seq == 1 and scan.last_seq == 50 and scan.last_row_hmac == rows[-1]["row_hmac"]
+
+
+@pytest.mark.parametrize("bad_index", [0, 7, 8, 9, 23, 39])
+def test_one_bad_row_sends_only_its_batch_the_slow_way(bad_index):
+    rows = chain(40)
+    rows[bad_index]["action"] = "edited"
+    expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
+    assert expected["segments"] == [{"first_seq": bad_index + 1, "last_seq": bad_index + 1, "rows": 1,
+                                     "kind": "hmac_mismatch"}]
+    scan = sink_scan(one_row_per_write(rows), batch_rows=8)
+    assert scan.result() == expected
+    assert scan.sink.clean_batches == 4
+
+
+def test_batches_after_a_gap_a_relink_and_a_chunk_start_agree_with_the_reference():
+    rows = chain(60)
+    del rows[20:25]                       # seq gap 21-25 inside a batch
+    rows[40]["prev_hmac"] = "0" * 64      # seq 46 relinked to nothing, its own HMAC made right again
+    row = rows[40]
+    row["row_hmac"] = ac.row_hmac(KEY, ac.row_message("t1", row["seq"], row["occurred_at"], row["actor"],
+                                                       row["action"], row["payload"], row["prev_hmac"]))
+    expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
+    # seq 46 links to nothing stored, and seq 47 to the old HMAC of 46: one link_broken segment.
+    assert [(s["kind"], s["first_seq"], s["rows"]) for s in expected["segments"]] == [
+        ("seq_gap", 21, 5), ("link_broken", 46, 2)]
+    scan = sink_scan(one_row_per_write(rows), batch_rows=5)
+    assert scan.result() == expected
+    assert scan.sink.clean_batches >= 6
+    # A chunk that starts at seq 31 from the stored row before it (what scan_range does).
+    tail = [r for r in rows if r["seq"] >= 31]
+    before = [r for r in rows if r["seq"] == 30][0]
+    chunk = sink_scan(one_row_per_write(tail), start=(30, before["row_hmac"]), batch_rows=4)
+    assert chunk.sink.first_seq == 31 and chunk.rows == len(tail)
+    assert [s for s in chunk.segments] == [s for s in expected["segments"] if s["first_seq"] >= 31]
+
+
+def test_a_wrong_key_fails_every_batch_and_reads_as_key_mismatch():
+    rows = chain(30)
+    scan = sink_scan(one_row_per_write(rows), batch_rows=8, key=b"another key")
+    result = scan.result()
+    assert result["probable_cause"] == "key_mismatch" and result["valid_rows"] == 0
+    assert scan.sink.clean_batches == 0
+
+
+def test_writes_of_several_rows_or_part_rows_never_pass_as_clean():
+    rows = chain(24)
+    items = one_row_per_write(rows)
+    merged = [items[0] + items[1]] + items[2:]
+    split = [items[0][:100], items[0][100:]] + items[1:]
+    for chunks in (merged, split):
+        scan = sink_scan(chunks, batch_rows=4)
+        assert scan.result() == ac.verify_copy_lines(KEY, lines(rows))["t1"]
+        assert scan.result()["verified"]
 
 
 def test_chunks_merge_to_the_single_scan():
@@ -148,4 +222,4 @@ def test_ranges_and_capture_coverage():
 @pytest.mark.parametrize("key", [b"", b"k", "clé-🔑-2", b"x" * 64, b"y" * 65, b"z" * 200])
 def test_pad_hasher_is_hmac_sha256(key):
     for message in (b"", b"abc", b"\t" * 1000):
-        assert st.PadHasher(key).hexdigest(message) == ac.ChainHasher(key).hexdigest(message)
+        assert audit_scan.PadHasher(key).hexdigest(message) == ac.ChainHasher(key).hexdigest(message)
