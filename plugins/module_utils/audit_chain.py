@@ -27,6 +27,7 @@ KEY_MISMATCH_FRACTION = 0.5
 class AuditError(Exception):
     """A failure phrased for an operator (never carries a secret)."""
 
+
 # COPY text format escapes: backslash first, then the six control bytes.
 _COPY_ESCAPES = {
     "\\": "\\\\",
