@@ -9,8 +9,10 @@ In one run, on the same rows:
   * alex_audit_verify of all tenants, run as Ansible runs a module (its own process)
   * alex_audit_export selection=all of all tenants: once with tenants=[...] (one run, one file per tenant,
     as the audit_chain role calls it), and once per tenant with tenant=<t>; together the same rows as psql's
-  * --repeat rounds of these (default 3), each round psql first; the medians of the ratios are reported
-  * peak RSS of each module process (and of its worker processes), sampled with psutil
+  * --repeat rounds of these (default 3), each round psql first, each step after os.sync() and a 1 s pause;
+    the medians of the ratios are reported
+  * peak RSS of the largest process of each module run (the kernel's ru_maxrss, from wait4) and of the
+    module and its worker processes together (sampled with psutil every 100 ms)
   * with --big-rows: verify and export again on that many rows, to show memory is flat in row count
   * with --retire-rows: one tenant of that many rows with --bad-rows tampered rows: capture, backup,
     then alex_audit_retire, reporting how long it held the writers' lock (incremental and full)
@@ -117,40 +119,51 @@ def tool(name):
     return path if os.path.exists(path) else shutil.which(name)
 
 
-def run_measured(argv, env=None):
-    """(seconds, peak RSS of the largest process in MB, peak RSS summed over the tree in MB, stdout)."""
+def run_measured(argv, env=None, sample_every=0.1):
+    """(seconds, peak RSS of the largest process in MB, peak RSS summed over the tree in MB, stdout).
+
+    The largest process's peak comes from the kernel (wait4's ru_maxrss covers the process and every
+    descendant it waited for), so it costs nothing while the command runs. The tree sum is sampled with
+    psutil every sample_every seconds: each sample scans /proc (about 1.3 ms here), so sampling every
+    20 ms, as this bench first did, took some 7% of a core from the command being timed.
+    """
+    import threading
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     root = psutil.Process(proc.pid)
-    peak_one = peak_sum = 0
+    peak_sum = [0]
     out_chunks = []
-    import threading
+    done = threading.Event()
 
     def reader():
         out_chunks.append(proc.stdout.read())
-    thread = threading.Thread(target=reader)
-    thread.start()
-    while proc.poll() is None:
-        try:
-            procs = [root] + root.children(recursive=True)
-            sizes = []
-            for p in procs:
-                try:
-                    sizes.append(p.memory_info().rss)
-                except psutil.Error:
-                    pass
-            if sizes:
-                peak_one = max([peak_one] + sizes)
-                peak_sum = max(peak_sum, sum(sizes))
-        except psutil.Error:
-            pass
-        time.sleep(0.02)
+
+    def sampler():
+        while not done.wait(sample_every):
+            try:
+                sizes = []
+                for p in [root] + root.children(recursive=True):
+                    try:
+                        sizes.append(p.memory_info().rss)
+                    except psutil.Error:
+                        pass
+                peak_sum[0] = max(peak_sum[0], sum(sizes))
+            except psutil.Error:
+                pass
+    threads = [threading.Thread(target=reader), threading.Thread(target=sampler)]
+    for thread in threads:
+        thread.start()
+    _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.monotonic() - started
-    thread.join()
+    done.set()
+    for thread in threads:
+        thread.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read().decode("utf-8", "replace")
     if proc.returncode != 0:
         raise SystemExit("%s failed: %s %s" % (argv[:3], out_chunks[0][-2000:], err[-2000:]))
-    return elapsed, peak_one / 1e6, peak_sum / 1e6, out_chunks[0].decode("utf-8", "replace")
+    peak_one = usage.ru_maxrss * 1024  # kilobytes on Linux
+    return elapsed, peak_one / 1e6, max(peak_sum[0], peak_one) / 1e6, out_chunks[0].decode("utf-8", "replace")
 
 
 def module(name, args, workdir):
@@ -201,6 +214,12 @@ def median(values):
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
 
 
+def settle():
+    """Flush dirty pages and pause, so one step's writeback (psql's and export's files) does not land on the next."""
+    os.sync()
+    time.sleep(1.0)
+
+
 def measure_set(label, dsn, tenants, workdir, report, repeat):
     """repeat rounds of: psql, verify, export (one run), export (a run per tenant); ratios per round."""
     rounds = []
@@ -208,14 +227,18 @@ def measure_set(label, dsn, tenants, workdir, report, repeat):
     rows = processes = None
     for _round in range(repeat):
         out = os.path.join(workdir, "psql.csv")
+        settle()
         psql_s, _rss, _sum, _out = psql_copy(dsn, out)
         size = os.path.getsize(out)
         os.unlink(out)
+        settle()
         verify_s, verify_one, verify_sum, res = module("alex_audit_verify", {"dsn": dsn, "hmac_key": KEY}, workdir)
         assert res["verified"], res["scope"]
         rows = sum(t["rows"] for t in res["tenants"].values())
         processes = res.get("processes")
+        settle()
         export_s, export_one, export_bytes = export_all_tenants(dsn, tenants, workdir)
+        settle()
         each_s, each_one, each_bytes = export_each_tenant(dsn, tenants, workdir)
         assert export_bytes == each_bytes == size + (len(tenants) - 1) * (len(CSV_HEADER) + 1), \
             (export_bytes, each_bytes, size)
