@@ -17,9 +17,9 @@ description:
   - This is the runbook's "Determine scope" step of scenario 3 (audit chain verification failure). Every
     unverifiable seq is reported in segments C({first_seq, last_seq, rows, kind}); adjacent bad seqs of one kind
     form one segment.
-  - Rows are streamed with C(COPY ... TO STDOUT) and never held in memory; large chains are cut into seq
-    ranges verified by several processes that read one exported snapshot, so the answer is consistent while
-    the API keeps writing.
+  - Rows are streamed with C(COPY ... TO STDOUT) and checked 512 at a time, so memory stays flat whatever the
+    chain's length; large chains are cut into seq ranges verified by several processes that read one exported
+    snapshot, so the answer is consistent while the API keeps writing.
   - When every row of a tenant, or more than O(key_mismatch_fraction) of them, fails its HMAC while the links
     hold, the probable cause is C(key_mismatch). The rows were written with another key, they are not tampered.
 author:
