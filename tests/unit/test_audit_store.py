@@ -25,16 +25,19 @@ def lines(rows):
                          r["prev_hmac"], r["row_hmac"]) for r in rows]
 
 
+def resign(row, tenant="t1"):
+    message = ac.row_message(tenant, row["seq"], row["occurred_at"], row["actor"], row["action"], row["payload"],
+                             row["prev_hmac"])
+    row["row_hmac"] = ac.row_hmac(KEY, message)
+
+
 def damaged(n=60):
     rows = chain(n)
     for r in rows[9:12]:
         r["payload"] = {"edited": True}
     del rows[30:33]
     rows[45]["prev_hmac"] = "e" * 64
-    row = rows[45]
-    message = ac.row_message("t1", row["seq"], row["occurred_at"], row["actor"], row["action"], row["payload"],
-                             row["prev_hmac"])
-    row["row_hmac"] = ac.row_hmac(KEY, message)
+    resign(rows[45])
     return rows
 
 
@@ -110,10 +113,7 @@ def test_batches_after_a_gap_a_relink_and_a_chunk_start_agree_with_the_reference
     rows = chain(60)
     del rows[20:25]                       # seq gap 21-25 inside a batch
     rows[40]["prev_hmac"] = "0" * 64      # seq 46 relinked to nothing, its own HMAC made right again
-    row = rows[40]
-    message = ac.row_message("t1", row["seq"], row["occurred_at"], row["actor"], row["action"], row["payload"],
-                             row["prev_hmac"])
-    row["row_hmac"] = ac.row_hmac(KEY, message)
+    resign(rows[40])
     expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
     # seq 46 links to nothing stored, and seq 47 to the old HMAC of 46: one link_broken segment.
     assert [(s["kind"], s["first_seq"], s["rows"]) for s in expected["segments"]] == [
@@ -138,6 +138,81 @@ def test_a_duplicated_row_that_hides_a_gap_in_a_batch_is_not_taken_as_clean():
     assert scan.sink.clean_batches == 0
     assert scan.result() == ac.verify_copy_lines(KEY, lines(rows))["t1"]
     assert {"first_seq": 6, "last_seq": 6, "rows": 1, "kind": "seq_gap"} in scan.result()["segments"]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_damage_any_batch_size_and_split_gives_the_reference_result(seed):
+    rnd = random.Random(seed)
+    rows = chain(150)
+    for _fault in range(rnd.randint(0, 4)):
+        kind = rnd.choice(["edit", "delete", "relink", "duplicate"])
+        index = rnd.randrange(len(rows))
+        if kind == "edit":
+            rows[index] = dict(rows[index], action="edited")
+        elif kind == "delete":
+            del rows[index:index + rnd.randint(1, 6)]
+        elif kind == "relink":
+            rows[index] = dict(rows[index], prev_hmac=rnd.choice("0123456789abcdef") * 64)
+            resign(rows[index])
+        else:
+            rows.insert(index, dict(rows[index]))
+    expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
+    items = one_row_per_write(rows)
+    raw = b"".join(items)
+    cuts = sorted(rnd.sample(range(1, len(raw)), 25))
+    for chunks in (items, [raw[a:b] for a, b in zip([0] + cuts, cuts + [len(raw)])]):
+        scan = sink_scan(chunks, batch_rows=rnd.choice([1, 2, 5, 16, 64, 512]))
+        assert scan.result() == expected, seed
+
+
+def relink_from(rows, index):
+    """What a holder of the key could do: re-sign rows[index:] so each links to the row before it."""
+    for i in range(index, len(rows)):
+        rows[i] = dict(rows[i], prev_hmac=rows[i - 1]["row_hmac"])
+        resign(rows[i])
+    return rows
+
+
+@pytest.mark.parametrize("gap_at", [8, 10])  # at a batch boundary (batches of 4) and inside a batch
+def test_a_gap_bridged_by_resigned_links_is_still_a_seq_gap(gap_at):
+    rows = chain(24)
+    del rows[gap_at:gap_at + 3]
+    relink_from(rows, gap_at)
+    expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
+    assert expected["segments"] == [{"first_seq": gap_at + 1, "last_seq": gap_at + 3, "rows": 3, "kind": "seq_gap"}]
+    scan = sink_scan(one_row_per_write(rows), batch_rows=4)
+    assert scan.result() == expected
+
+
+def test_repeated_seqs_bridging_a_gap_are_not_a_clean_batch():
+    # Only a table without the contract's primary key holds these, and only a key holder signs them: a batch
+    # of four rows numbered 12 after seq 8 has the right last seq and links that hold; its first seq tells.
+    rows = chain(16)
+    rows = rows[:8] + [dict(rows[11]) for _ in range(4)] + rows[12:]
+    relink_from(rows, 8)
+    assert [r["seq"] for r in rows][6:14] == [7, 8, 12, 12, 12, 12, 13, 14]
+    expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
+    assert expected["segments"] == [{"first_seq": 9, "last_seq": 11, "rows": 3, "kind": "seq_gap"}]
+    scan = sink_scan(one_row_per_write(rows), batch_rows=4)
+    assert scan.result() == expected
+
+
+@pytest.mark.parametrize("field", ["prev_hmac", "row_hmac"])
+def test_a_hash_field_with_a_right_hmac_at_its_end_but_more_before_it_is_not_clean(field):
+    rows = chain(8)
+    if field == "prev_hmac":
+        rows[5] = dict(rows[5], prev_hmac="x" + rows[4]["row_hmac"])
+        resign(rows[5])
+        relink_from(rows, 6)
+    else:  # "x" + the HMAC of the line up to that "x": what a batch would hash without its TAB checks
+        row = rows[5]
+        message = ac.row_message("t1", row["seq"], row["occurred_at"], row["actor"], row["action"], row["payload"],
+                                 row["prev_hmac"])
+        rows[5] = dict(row, row_hmac="x" + ac.row_hmac(KEY, message + b"\t"))
+    expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
+    assert not expected["verified"]
+    scan = sink_scan(one_row_per_write(rows), batch_rows=8)
+    assert scan.result() == expected and scan.sink.clean_batches == 0
 
 
 def test_a_wrong_key_fails_every_batch_and_reads_as_key_mismatch():
