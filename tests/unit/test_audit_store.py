@@ -188,7 +188,7 @@ def test_repeated_seqs_bridging_a_gap_are_not_a_clean_batch():
     # Only a table without the contract's primary key holds these, and only a key holder signs them: a batch
     # of four rows numbered 12 after seq 8 has the right last seq and links that hold; its first seq tells.
     rows = chain(16)
-    rows = rows[:8] + [dict(rows[11]) for _ in range(4)] + rows[12:]
+    rows = rows[:8] + [dict(rows[11]) for _copy in range(4)] + rows[12:]
     relink_from(rows, 8)
     assert [r["seq"] for r in rows][6:14] == [7, 8, 12, 12, 12, 12, 13, 14]
     expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
