@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import psutil
@@ -127,7 +128,6 @@ def run_measured(argv, env=None, sample_every=0.1):
     psutil every sample_every seconds: each sample scans /proc (about 1.3 ms here), so sampling every
     20 ms, as this bench first did, took some 7% of a core from the command being timed.
     """
-    import threading
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     root = psutil.Process(proc.pid)

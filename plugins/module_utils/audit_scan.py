@@ -98,9 +98,7 @@ class ScanSink(_LineSink):
 
     def __init__(self, key, scan):
         super(ScanSink, self).__init__()
-        hasher = PadHasher(key)
-        self._inner = hasher.inner
-        self._outer = hasher.outer
+        self._hasher = hasher = PadHasher(key)
         state = type(hasher.inner)
         self._copy, self._update, self._digest = state.copy, state.update, state.digest
         self.scan = scan
@@ -146,9 +144,9 @@ class ScanSink(_LineSink):
         except (IndexError, TypeError, ValueError):  # a short line, text instead of bytes, no seq
             return False
         copy, update, digest = self._copy, self._update, self._digest
-        inners = list(map(copy, itertools.repeat(self._inner, n)))
+        inners = list(map(copy, itertools.repeat(self._hasher.inner, n)))
         collections.deque(map(update, inners, map(_MESSAGE, batch)), 0)
-        outers = list(map(copy, itertools.repeat(self._outer, n)))
+        outers = list(map(copy, itertools.repeat(self._hasher.outer, n)))
         collections.deque(map(update, outers, map(digest, inners)), 0)
         stored = list(map(_ROW_HMAC, batch))
         if list(map(binascii.hexlify, map(digest, outers))) != stored:
@@ -165,8 +163,7 @@ class ScanSink(_LineSink):
         return True
 
     def lines(self, lines):
-        inner_base = self._inner
-        outer_base = self._outer
+        hexdigest = self._hasher.hexdigest
         last_seq = self._last_seq
         last_hmac = self._last_hmac
         fast = 0
@@ -177,11 +174,7 @@ class ScanSink(_LineSink):
                 raise ac.AuditError("unexpected COPY line with %d fields (the table must have the contract's columns)"
                                     % len(fields))
             stored = fields[7]
-            inner = inner_base.copy()
-            inner.update(line[:len(line) - len(stored) - 1])
-            outer = outer_base.copy()
-            outer.update(inner.digest())
-            ok = outer.hexdigest().encode("ascii") == stored
+            ok = hexdigest(line[:len(line) - len(stored) - 1]).encode("ascii") == stored
             seq = int(fields[1])
             if ok and seq == last_seq + 1 and fields[6] == last_hmac:
                 fast += 1

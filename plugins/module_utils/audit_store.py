@@ -5,9 +5,10 @@
 
 Verification streams ``COPY (...) TO STDOUT`` (text format) through audit_scan.ScanSink,
 which checks the rows a cache-sized batch at a time and hands anything unusual to
-audit_chain.TenantScan; memory stays flat in row count. A tenant's seq range can be cut into chunks that run in several
-processes reading one exported snapshot: each row only needs its own bytes and the
-previous present row's stored row_hmac, so a chunk starts from the row before it.
+audit_chain.TenantScan; memory stays flat in row count. A tenant's seq range can be cut
+into chunks that run in several processes reading one exported snapshot: each row only
+needs its own bytes and the previous present row's stored row_hmac, so a chunk starts
+from the row before it.
 
 Export streams ``COPY (...) TO STDOUT WITH (FORMAT csv, HEADER)`` into files (audit_capture.py
 writes them; capture_digest hashes what the database prints now). Retirement, which moves rows

@@ -25,10 +25,13 @@ def lines(rows):
                          r["prev_hmac"], r["row_hmac"]) for r in rows]
 
 
+def message_of(row, tenant="t1"):
+    return ac.row_message(tenant, row["seq"], row["occurred_at"], row["actor"], row["action"], row["payload"],
+                          row["prev_hmac"])
+
+
 def resign(row, tenant="t1"):
-    message = ac.row_message(tenant, row["seq"], row["occurred_at"], row["actor"], row["action"], row["payload"],
-                             row["prev_hmac"])
-    row["row_hmac"] = ac.row_hmac(KEY, message)
+    row["row_hmac"] = ac.row_hmac(KEY, message_of(row, tenant))
 
 
 def damaged(n=60):
@@ -205,10 +208,7 @@ def test_a_hash_field_with_a_right_hmac_at_its_end_but_more_before_it_is_not_cle
         resign(rows[5])
         relink_from(rows, 6)
     else:  # "x" + the HMAC of the line up to that "x": what a batch would hash without its TAB checks
-        row = rows[5]
-        message = ac.row_message("t1", row["seq"], row["occurred_at"], row["actor"], row["action"], row["payload"],
-                                 row["prev_hmac"])
-        rows[5] = dict(row, row_hmac="x" + ac.row_hmac(KEY, message + b"\t"))
+        rows[5] = dict(rows[5], row_hmac="x" + ac.row_hmac(KEY, message_of(rows[5]) + b"\t"))
     expected = ac.verify_copy_lines(KEY, lines(rows))["t1"]
     assert not expected["verified"]
     scan = sink_scan(one_row_per_write(rows), batch_rows=8)
