@@ -72,3 +72,44 @@ options:
         20000 rows) are verified in one process whatever this says.
     type: int
 '''
+
+    # Matches checkpoint_argument_spec() in plugins/module_utils/audit_module.py.
+    CHECKPOINT = r'''
+options:
+  checkpoint_dir:
+    description:
+      - Directory on the controller holding the checkpoints, one file per deployment and tenant (mode C(0600),
+        replaced atomically). The directory must exist. See C(docs/contract.md) section 4, "Checkpoints".
+    type: path
+  checkpoint_secret:
+    description:
+      - Name of a Kubernetes Secret holding the checkpoints, one data key per deployment and tenant, in
+        O(checkpoint_namespace). Read and written with the Kubernetes options. With O(checkpoint_dir) as well,
+        each store is the other's witness.
+    type: str
+  checkpoint_namespace:
+    description:
+      - Namespace of O(checkpoint_secret). Required with it, and must not be the product's O(namespace).
+    type: str
+  checkpoint_key:
+    description:
+      - The key checkpoints are signed with (HMAC-SHA256), the UTF-8 bytes of this string, at least 32 bytes (for
+        example 64 hex digits). Not the audit HMAC key. Never logged.
+      - Can also be set with E(ALEX_CHECKPOINT_KEY). Required when a checkpoint store is set.
+    type: str
+  mode:
+    description:
+      - V(incremental) reads only the rows from each tenant's checkpoint on (the checkpointed row included); a
+        tenant without a usable checkpoint, or whose checkpointed row or anchors changed, is read in full.
+      - V(full) reads every row, and still compares each tenant with its checkpoint.
+      - Without a checkpoint store every tenant is read in full.
+    type: str
+    default: incremental
+    choices: [full, incremental]
+  update_checkpoints:
+    description:
+      - After the verification, write a new checkpoint for every tenant that verified (never in check mode). A
+        checkpoint never moves backwards. Needs a checkpoint store and O(checkpoint_key).
+    type: bool
+    default: false
+'''

@@ -17,7 +17,9 @@ import base64
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_checkpoint
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import checkpoint_store
 from ansible_collections.alexandria.ee.plugins.module_utils import k8s_client
 from ansible_collections.alexandria.ee.plugins.module_utils import pg
 
@@ -128,6 +130,58 @@ def resolve_credentials(module, need_key=True):
     if need_key and not key:
         module.fail_json(msg="the audit HMAC key is empty")
     return Credentials(dsn, kwargs, key, secrets, source)
+
+
+def checkpoint_argument_spec():
+    """Options of the checkpoint stores (docs/contract.md section 4, "Checkpoints")."""
+    return dict(
+        checkpoint_dir=dict(type="path"),
+        checkpoint_secret=dict(type="str"),
+        checkpoint_namespace=dict(type="str"),
+        checkpoint_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_CHECKPOINT_KEY"])),
+        mode=dict(type="str", default="incremental", choices=["full", "incremental"]),
+        update_checkpoints=dict(type="bool", default=False),
+    )
+
+
+def checkpoint_key(module, creds):
+    """The checkpoint key (bytes) when a store is set; fails with one message when it is unusable."""
+    params = module.params
+    if not (params.get("checkpoint_dir") or params.get("checkpoint_secret")):
+        if params.get("update_checkpoints"):
+            module.fail_json(msg="update_checkpoints needs a checkpoint store: set checkpoint_dir and/or "
+                                 "checkpoint_secret with checkpoint_namespace")
+        return None
+    if params.get("checkpoint_secret") and not params.get("checkpoint_namespace"):
+        module.fail_json(msg="checkpoint_secret needs checkpoint_namespace: a namespace the product does not control")
+    if params.get("checkpoint_namespace") and params["checkpoint_namespace"] == params.get("namespace"):
+        module.fail_json(msg="checkpoint_namespace must not be the product's namespace %r: whoever controls the "
+                             "deployment could rewrite its own checkpoints; use a namespace of its own"
+                             % params["checkpoint_namespace"])
+    if not params.get("checkpoint_key"):
+        module.fail_json(msg="a checkpoint store is set but no checkpoint_key (or ALEX_CHECKPOINT_KEY): give the key "
+                             "the checkpoints are signed with (at least 32 bytes, not the audit HMAC key)")
+    try:
+        key = audit_checkpoint.key_bytes(params["checkpoint_key"])
+    except audit_checkpoint.CheckpointError as exc:
+        module.fail_json(msg=str(exc))
+    if creds.key is not None and key == creds.key:
+        module.fail_json(msg="checkpoint_key must not be the audit HMAC key: whoever holds that key could then move "
+                             "the checkpoints; generate a separate one")
+    return key
+
+
+def checkpoint_stores(params, identity):
+    """The configured stores (directory first), for one deployment."""
+    stores = []
+    if params.get("checkpoint_dir"):
+        stores.append(checkpoint_store.DirStore(params["checkpoint_dir"], identity))
+    if params.get("checkpoint_secret"):
+        api = k8s_client.build_api_client(params)
+        stores.append(checkpoint_store.SecretStore(
+            api, params["checkpoint_namespace"], params["checkpoint_secret"], identity,
+            k8s_client.describe_api_error, k8s_client.ApiException, k8s_client.transport_errors()))
+    return stores
 
 
 def tables_from_params(params):

@@ -348,8 +348,12 @@ def default_workers():
 
 
 def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
-                 key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, snapshot=None, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None):
+                 key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, snapshot=None, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None,
+                 start_seqs=None):
     """Verify tenants (all when tenant_ids is None) in conn's current transaction/snapshot.
+
+    start_seqs: {tenant: seq} reads only that tenant's rows from seq on (incremental verification
+    from a checkpoint: the row before seq is still read for the link).
 
     With workers > 1 and connect (a callable opening a new connection), chunks run in forked
     processes that import `snapshot` (an exported snapshot id of conn's transaction).
@@ -363,6 +367,10 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
         bounds = {}
         for tenant_id in tenant_ids:
             found = tenant_bounds(cur, tables, tenant_id)
+            if found and start_seqs and tenant_id in start_seqs:
+                found = (max(found[0], start_seqs[tenant_id]), found[1])
+                if found[0] > found[1]:
+                    found = None
             if found:
                 bounds[tenant_id] = found
         anchors = load_anchors(cur, tables, None if tenant_ids is None else tenant_ids)
@@ -409,7 +417,7 @@ def verify(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_ro
 def public_result(result):
     """What a module returns for one tenant (internal scan state left out)."""
     keep = ("rows", "valid_rows", "segments", "verified", "probable_cause", "first_seq", "last_seq",
-            "invalid_anchors")
+            "invalid_anchors", "mode", "rows_read", "checkpoint")
     return dict((k, result[k]) for k in keep if k in result)
 
 

@@ -22,20 +22,41 @@ description:
     snapshot, so the answer is consistent while the API keeps writing.
   - When every row of a tenant, or more than O(key_mismatch_fraction) of them, fails its HMAC while the links
     hold, the probable cause is C(key_mismatch). The rows were written with another key, they are not tampered.
+  - With a checkpoint store (O(checkpoint_dir), O(checkpoint_secret)), each tenant is also compared with its last
+    checkpoint, kept outside the product's database and signed with O(checkpoint_key). What the chain alone cannot
+    show is then reported as segments too - C(truncated) (rows up to the checkpointed seq missing at the tail),
+    C(rolled_back) (the row at the checkpointed seq has another row_hmac, for example an older backup restored and
+    written to), C(tenant_missing) (a checkpointed tenant has no rows), C(checkpoint_invalid) (a checkpoint with a
+    bad signature, of another deployment or tenant, or older than the other store's) - with the probable causes
+    C(tail_truncation) and C(restore_rollback).
+  - In O(mode=incremental) (the default) a tenant whose checkpointed row and anchors are unchanged is read from its
+    checkpoint row on, so the cost follows the new rows. O(update_checkpoints=true) then advances the checkpoints of
+    the tenants that verified. A tenant without a checkpoint is read in full and reported in RV(checkpoints.missing).
 author:
   - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
   - alexandria.ee.attributes
-  - alexandria.ee.attributes.INFO_MODULE
   - alexandria.ee.postgres
   - alexandria.ee.audit
   - alexandria.ee.audit.KEY
+  - alexandria.ee.audit.CHECKPOINT
   - alexandria.ee.k8s_auth
   - alexandria.ee.k8s_auth.DEPLOYMENT
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The verification only reads. In check mode O(update_checkpoints) writes nothing and RV(checkpoints.written)
+        says which tenants' checkpoints would be written.
+  diff_mode:
+    support: partial
+    details:
+      - With O(update_checkpoints), the diff shows each changed tenant's checkpointed seq before and after.
 options:
   tenants:
     description:
-      - Tenant ids to verify. Default is every tenant with audit rows.
+      - Tenant ids to verify. Default is every tenant with audit rows, and with a checkpoint store also every tenant
+        with a checkpoint.
       - A listed tenant without rows is reported with O(tenants) C(rows=0) and a warning.
     type: list
     elements: str
@@ -62,6 +83,15 @@ EXAMPLES = r'''
     namespace: alexandria
     release: alexandria-ee
     tenants: [acme]
+
+- name: The scheduled watch - incremental, against signed checkpoints, advanced when clean
+  alexandria.ee.alex_audit_verify:
+    checkpoint_dir: /var/lib/alexandria-checkpoints
+    checkpoint_secret: alexandria-audit-checkpoints
+    checkpoint_namespace: alexandria-audit
+    checkpoint_key: "{{ alex_checkpoint_key }}"
+    update_checkpoints: true
+  register: audit_watch
 
 - name: Fail when anything is broken
   ansible.builtin.assert:
@@ -109,7 +139,9 @@ tenants:
     probable_cause:
       description:
         - C(null) when verified; otherwise C(key_mismatch), C(direct_db_edit) (rows fail their HMAC),
-          C(restore_gap) (rows missing) or C(replication_lag) (rows signed but not linking).
+          C(restore_rollback) (the checkpointed row was replaced), C(tail_truncation) (rows or the tenant missing at
+          the tail), C(restore_gap) (rows missing), C(replication_lag) (rows signed but not linking) or
+          C(checkpoint_invalid).
       type: str
     first_seq:
       description: Lowest seq present (null without rows).
@@ -126,8 +158,24 @@ tenants:
         - Unverifiable seqs, in seq order. C(kind) is C(hmac_mismatch) (the row's own HMAC is wrong),
           C(link_broken) (its prev_hmac is not the previous row's row_hmac) or C(seq_gap) (seqs missing; C(rows)
           counts the missing seqs).
+        - Against a checkpoint also C(truncated) (seqs up to the checkpointed one missing at the tail; C(rows)
+          counts them), C(rolled_back) (from the first row written after the checkpointed one up to the checkpointed
+          seq), C(tenant_missing) (the checkpointed range; C(rows) is the checkpointed row count) and
+          C(checkpoint_invalid) (at the checkpoint's seq, or 0 when unreadable; C(rows) 0).
       type: list
       elements: dict
+    mode:
+      description: C(incremental) when read from its checkpoint on, otherwise C(full).
+      type: str
+    rows_read:
+      description: Rows this run read for the tenant (the checkpoint row and the rows after it, when incremental).
+      type: int
+    checkpoint:
+      description:
+        - With a checkpoint store, the tenant's checkpoint - C(status) (C(ok), C(missing), C(invalid)), C(stores) it
+          was found in, C(missing_in), C(problems) (words), C(last_seq), C(last_row_hmac), C(rows), C(checked_at),
+          and C(read_in_full_because) when an incremental run read the tenant in full.
+      type: dict
 key_mismatch:
   description: Tenant ids whose probable cause is C(key_mismatch).
   returned: success
@@ -151,6 +199,40 @@ processes:
   returned: success
   type: int
   sample: 2
+rows_read:
+  description: Rows read from the database, all tenants.
+  returned: success
+  type: int
+  sample: 1001
+checkpoints:
+  description: With a checkpoint store, what happened to the checkpoints.
+  returned: when a checkpoint store is set
+  type: dict
+  sample: {stores: ["checkpoint directory /var/lib/alexandria-checkpoints/alexandria.alexandria-ee.3f2a9c1d0e4b"],
+           missing: [], problems: [], refused: [], written: {dir: [acme]}, check_mode: false}
+  contains:
+    stores:
+      description: The stores read.
+      type: list
+      elements: str
+    missing:
+      description: Tenants without a checkpoint in any store (read in full).
+      type: list
+      elements: str
+    problems:
+      description: Entries of the stores that belong to no tenant of this deployment (they make RV(verified) false).
+      type: list
+      elements: str
+    refused:
+      description: Checkpoints not written because the stored one does not verify or is newer.
+      type: list
+      elements: str
+    written:
+      description: Per store kind (C(dir), C(secret)), the tenants whose checkpoint was written (would be, in check mode).
+      type: dict
+    check_mode:
+      description: Whether nothing was written because of check mode.
+      type: bool
 elapsed_seconds:
   description: Seconds the verification took.
   returned: success
@@ -164,55 +246,113 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import checkpoint_verify as cv
 
 
-def main():
+def argument_spec():
     spec = am.audit_argument_spec()
+    spec.update(am.checkpoint_argument_spec())
     spec.update(
         tenants=dict(type="list", elements="str"),
         key_mismatch_fraction=dict(type="float", default=0.5, no_log=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    return spec
+
+
+def run(module, creds, cp_key, tables, workers):
+    """(results, invalid anchors, identity, stats, checkpoint outcome) of one verification."""
+    params = module.params
+    conn = creds.connect()
+    stats = {}
+    outcome = {"enabled": cp_key is not None}
+    try:
+        with conn.cursor() as cur:
+            identity = audit_store.database_identity(cur)
+        conn.rollback()
+        deployment = {"namespace": params["namespace"], "release": params["release"],
+                      "system_identifier": identity.get("system_identifier")}
+        stores = am.checkpoint_stores(params, deployment) if cp_key is not None else []
+        # Read before the snapshot: every checkpoint read was written from an earlier snapshot, so this
+        # run sees every row a checkpoint vouches for (no false truncation while a watch advances).
+        loaded = [(store, store.load()) for store in stores]
+        with audit_store.SnapshotTransaction(conn, export=workers > 1) as txn:
+            if not stores:
+                results, _valid, invalid = audit_store.scan_tenants(
+                    conn, tables, creds.key, params["tenants"], workers, creds.connect,
+                    key_mismatch_fraction=params["key_mismatch_fraction"], snapshot=txn.snapshot, stats=stats)
+                return results, invalid, identity, stats, outcome
+            with conn.cursor() as cur:
+                audit_store.check_tables(cur, tables, ("logs", "anchors"))
+                db_tenants = audit_store.list_tenants(cur, tables)
+            checkpoints, orphans = cv.resolve(loaded, cp_key, deployment, db_tenants, params["tenants"])
+            results, invalid, valid_anchors = cv.verify(
+                conn, tables, creds.key, checkpoints, params["mode"], workers, creds.connect, txn.snapshot,
+                params["key_mismatch_fraction"], stats)
+            docs = {}
+            if params["update_checkpoints"] and not orphans:
+                with conn.cursor() as cur:
+                    docs = cv.new_checkpoints(cur, tables, cp_key, deployment, results, valid_anchors,
+                                              audit_store.rfc3339(audit_store.utc_now()))
+        written, refused = cv.advance(loaded, cp_key, deployment, docs, valid_anchors, dry_run=module.check_mode)
+        outcome.update(stores=[s.describe() for s in stores], orphans=orphans, written=written, refused=refused,
+                       before=dict((t, checkpoints[t].doc["last_seq"] if checkpoints[t].doc else None) for t in docs),
+                       after=dict((t, d["last_seq"]) for t, d in docs.items()))
+        return results, invalid, identity, stats, outcome
+    finally:
+        conn.close()
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     fraction = module.params["key_mismatch_fraction"]
     if not 0 < fraction <= 1:
         module.fail_json(msg="key_mismatch_fraction must be in (0, 1]")
     creds = am.resolve_credentials(module)
+    cp_key = am.checkpoint_key(module, creds)
     tables = am.tables_from_params(module.params)
     workers = am.workers_from_params(module)
-    tenants = module.params["tenants"]
     started = time.monotonic()
-    conn = None
     try:
-        conn = creds.connect()
-        stats = {}
-        with audit_store.SnapshotTransaction(conn, export=workers > 1) as txn:
-            results, _valid, invalid = audit_store.scan_tenants(
-                conn, tables, creds.key, tenants, workers, creds.connect, key_mismatch_fraction=fraction,
-                snapshot=txn.snapshot, stats=stats)
-            with conn.cursor() as cur:
-                identity = audit_store.database_identity(cur)
+        results, invalid, identity, stats, outcome = run(module, creds, cp_key, tables, workers)
     except am.handled_errors() as exc:
         module.fail_json(msg=am.describe_error(exc, creds.secrets))
-    finally:
-        if conn is not None:
-            conn.close()
     public = dict((t, audit_store.public_result(r)) for t, r in results.items())
+    orphans = outcome.get("orphans") or []
     broken = sorted(t for t, r in public.items() if not r["verified"])
     mismatch = sorted(t for t, r in public.items() if r["probable_cause"] == "key_mismatch")
-    for tenant_id in sorted(t for t, r in public.items() if r["rows"] == 0):
+    for tenant_id in sorted(t for t, r in public.items() if r["rows"] == 0 and r["verified"]):
         module.warn("tenant %r has no audit rows" % tenant_id)
     for anchor in invalid:
         module.warn("anchor of tenant %r at resume_seq %d does not verify and is ignored"
                     % (anchor["tenant_id"], anchor["resume_seq"]))
     for tenant_id in mismatch:
         module.warn(audit_store.key_mismatch_words(tenant_id, results[tenant_id]))
-    scope = am.scope_words(public)
-    if broken:
+    missing = sorted(t for t, r in public.items() if (r.get("checkpoint") or {}).get("status") == "missing")
+    if missing:
+        module.warn("no checkpoint for tenant(s) %s: read in full, and a cut tail before the first checkpoint "
+                    "cannot be seen" % ", ".join(repr(t) for t in missing))
+    for words in outcome.get("refused") or []:
+        module.warn(words)
+    scope = am.scope_words(public) + ["checkpoint store: %s" % o for o in orphans]
+    if broken or orphans:
         msg = "audit chain broken: " + " | ".join(scope)
     else:
         msg = "audit chain verified: %d tenant(s), %d rows" % (len(public), sum(r["rows"] for r in public.values()))
-    module.exit_json(changed=False, verified=not broken, broken=broken, tenants=public, key_mismatch=mismatch,
-                     scope=scope, database=identity, processes=stats.get("processes", 1), elapsed_seconds=round(time.monotonic() - started, 3), msg=msg)
+    written = outcome.get("written") or {}
+    changed = any(written.values())
+    result = dict(changed=changed, verified=not (broken or orphans), broken=broken, tenants=public,
+                  key_mismatch=mismatch, scope=scope, database=identity, processes=stats.get("processes", 1),
+                  elapsed_seconds=round(time.monotonic() - started, 3), msg=msg,
+                  rows_read=sum(r.get("rows_read", r["rows"]) for r in results.values()))
+    if outcome["enabled"]:
+        result["checkpoints"] = {
+            "stores": outcome["stores"], "missing": missing, "problems": orphans, "refused": outcome["refused"],
+            "written": written, "check_mode": module.check_mode,
+        }
+        if module._diff and changed:
+            result["diff"] = {"before": outcome["before"], "after": dict((t, outcome["after"][t]) for t in sorted(
+                set(t for names in written.values() for t in names)))}
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
