@@ -136,7 +136,7 @@ def checkpoint_argument_spec():
     """Options of the checkpoint stores (docs/contract.md section 4, "Checkpoints")."""
     return dict(
         checkpoint_dir=dict(type="path"),
-        checkpoint_secret=dict(type="str"),
+        checkpoint_secret=dict(type="str", no_log=False),
         checkpoint_namespace=dict(type="str"),
         checkpoint_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_CHECKPOINT_KEY"])),
         mode=dict(type="str", default="incremental", choices=["full", "incremental"]),
@@ -223,9 +223,14 @@ def scope_words(tenants):
             continue
         parts = []
         for seg in res["segments"]:
+            if seg["kind"] == "checkpoint_invalid":
+                problems = (res.get("checkpoint") or {}).get("problems") or ["see checkpoint.problems"]
+                parts.append("checkpoint_invalid (%s)" % "; ".join(problems))
+                continue
             span = "%d" % seg["first_seq"] if seg["first_seq"] == seg["last_seq"] else \
                 "%d-%d" % (seg["first_seq"], seg["last_seq"])
-            noun = "missing" if seg["kind"] == "seq_gap" else ("row" if seg["rows"] == 1 else "rows")
+            noun = "missing" if seg["kind"] in ("seq_gap", "truncated", "tenant_missing") else \
+                ("row" if seg["rows"] == 1 else "rows")
             parts.append("%s seq %s (%d %s)" % (seg["kind"], span, seg["rows"], noun))
         cause = res.get("probable_cause")
         lines.append("tenant %r: %s%s" % (tenant_id, ", ".join(parts), "; probable cause %s" % cause if cause else ""))

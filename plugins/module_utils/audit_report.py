@@ -19,7 +19,12 @@ CAUSES = {
     "direct_db_edit": "direct database edit (rows changed in place after they were signed)",
     "restore_gap": "rows missing, as after a Postgres restore from an older backup (or a DELETE)",
     "replication_lag": "rows signed against a stale chain tip (replication lag, failover, or a writer without the lock)",
+    "tail_truncation": "rows missing at the tail, up to the last checkpoint (a DELETE of the newest rows, or of a tenant)",
+    "restore_rollback": "the chain was rolled back past its checkpoint and written again (an older backup restored)",
+    "checkpoint_invalid": "a checkpoint that does not verify (edited, another deployment's, or older than its witness)",
 }
+# Kinds found by comparing with a checkpoint: no row of theirs is in the table to capture or retire.
+CHECKPOINT_KINDS = ("truncated", "rolled_back", "tenant_missing", "checkpoint_invalid")
 
 
 def _span(seg):
@@ -73,6 +78,27 @@ def reasoning(result):
         why.append("%d row(s) carry a valid HMAC but their prev_hmac is not the previous row's row_hmac (%s): they "
                    "were signed against another version of the chain - a writer reading a stale tip (replication "
                    "lag, failover) or a previous row re-signed after an edit." % (count, _spans(segs)))
+    if "truncated" in by_kind:
+        segs = by_kind["truncated"]
+        why.append("%d row(s) the last checkpoint vouched for are missing at the tail (%s) while every remaining row "
+                   "verifies: the newest rows were deleted, which the chain alone cannot show. The checkpoint is kept "
+                   "outside the database under its own key, so it was not moved with them. Look for them in a backup "
+                   "(playbook backup_restore) before anything else." % (sum(s["rows"] for s in segs), _spans(segs)))
+    if "tenant_missing" in by_kind:
+        segs = by_kind["tenant_missing"]
+        why.append("The tenant has no row at all, though its checkpoint vouched for %d row(s) (%s): every row of it "
+                   "was deleted." % (sum(s["rows"] for s in segs), _spans(segs)))
+    if "rolled_back" in by_kind:
+        segs = by_kind["rolled_back"]
+        why.append("The row at the checkpointed seq has another row_hmac than the checkpoint recorded, and the rows "
+                   "from %s on were written after the checkpointed row: the database was restored from a backup "
+                   "older than the checkpoint and written to again, so the original %d row(s) (%s) are lost from "
+                   "the table (re-verify the restore, runbook Procedure; the backup taken after the checkpoint may "
+                   "still hold them)." % (_span(segs[0]).split("-")[0], sum(s["rows"] for s in segs), _spans(segs)))
+    if "checkpoint_invalid" in by_kind:
+        why.append("A checkpoint of this tenant does not verify (see the verification's checkpoint problems): it was "
+                   "edited, swapped with another deployment's or tenant's, or replaced by an older one. Whoever did "
+                   "that had access to the checkpoint store, not only to the database.")
     if len(by_kind) > 1:
         why.append("Several kinds of damage in one tenant: each is listed with its own reading above; the most "
                    "likely single cause is given first.")
@@ -110,12 +136,19 @@ def build_report(incident_id, verify, captures=None, backup=None, retires=None, 
         capture = _capture_of(captures.get(tenant_id) or {})
         retired = _retire_of(retires.get(tenant_id))
         segments = result.get("segments") or []
-        affected = [[s["first_seq"], s["last_seq"]] for s in segments if s["kind"] != "seq_gap"]
+        affected = [[s["first_seq"], s["last_seq"]] for s in segments
+                    if s["kind"] != "seq_gap" and s["kind"] not in CHECKPOINT_KINDS]
         missing = [[s["first_seq"], s["last_seq"]] for s in segments if s["kind"] == "seq_gap"]
+        lost = [dict(s) for s in segments if s["kind"] in CHECKPOINT_KINDS]
         if cause == "key_mismatch":
             status = "refused_key_mismatch"
             disposition = ("Nothing retired and nothing needs to be: the rows are a valid log written with another "
                            "HMAC key. Fix the key (key-rotation.md); the chain then verifies as it is.")
+        elif lost and not affected and not missing:
+            status = "lost_against_checkpoint"
+            disposition = ("Nothing can be retired: the rows the checkpoint vouched for are not in the table. Find a "
+                           "backup that holds them (playbook backup_restore reports what each backup would restore "
+                           "or lose), then file this report with the suspected cause.")
         elif retired:
             status = "retired"
             quarantine = (tables or {}).get("quarantine_table", "audit_quarantine")
@@ -144,6 +177,7 @@ def build_report(incident_id, verify, captures=None, backup=None, retires=None, 
         tenants.append({
             "tenant_id": tenant_id, "rows": result.get("rows"), "valid_rows": result.get("valid_rows"),
             "segments": segments, "affected_row_ranges": affected, "missing_seq_ranges": missing,
+            "lost_against_checkpoint": lost,
             "suspected_cause": {"code": cause, "summary": CAUSES.get(cause, cause), "reasoning": why},
             "capture": capture, "retired": retired, "status": status, "disposition": disposition,
             "api_write_after": api_checks.get(tenant_id),
@@ -159,7 +193,7 @@ def build_report(incident_id, verify, captures=None, backup=None, retires=None, 
     if verify_after:
         after = {"verified": verify_after.get("verified"), "broken": verify_after.get("broken"),
                  "scope": verify_after.get("scope")}
-    order = ["refused_key_mismatch", "scoped", "captured_awaiting_signoff", "retired"]
+    order = ["refused_key_mismatch", "lost_against_checkpoint", "scoped", "captured_awaiting_signoff", "retired"]
     status = next((s for s in order if s in statuses), "verified")
     return {
         "format": REPORT_FORMAT,
@@ -198,7 +232,8 @@ def render_markdown(report):
         lines.append("| seqs | kind | rows |")
         lines.append("| --- | --- | --- |")
         for seg in tenant["segments"]:
-            missing = " missing" if seg["kind"] == "seq_gap" else ""
+            missing = {"seq_gap": " missing", "truncated": " missing", "tenant_missing": " missing",
+                       "rolled_back": " replaced"}.get(seg["kind"], "")
             lines.append("| %d-%d | %s | %d%s |" % (seg["first_seq"], seg["last_seq"], seg["kind"], seg["rows"], missing))
         lines.append("")
         cause = tenant["suspected_cause"]

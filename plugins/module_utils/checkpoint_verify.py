@@ -70,8 +70,8 @@ def resolve(loaded, key, identity, db_tenants, wanted=None):
             tenant_id = owners.get(name)
             if tenant_id is None:
                 if wanted is None:
-                    orphans.append("%s: %s" % (entry.where, entry.error or "it belongs to no tenant of this "
-                                                                        "deployment (renamed or copied in)"))
+                    why = entry.error or "it belongs to no tenant of this deployment (renamed or copied in)"
+                    orphans.append("%s: %s" % (entry.where, why))
                 continue
             tcp = found[tenant_id]
             if entry.error:
@@ -93,8 +93,8 @@ def resolve(loaded, key, identity, db_tenants, wanted=None):
                                         tcp.found_in[0], tcp.doc["last_seq"], store.kind, entry.doc["last_seq"]))
                 tcp.doc = entry.doc
             elif order != "same":
-                tcp.problems.append("%s holds %s than %s" % (store.kind, order.replace("a lower seq", "an older "
-                                                             "checkpoint, a lower seq"), tcp.found_in[0]))
+                tcp.problems.append("%s holds an older or diverging checkpoint than %s: %s" % (
+                    store.kind, tcp.found_in[0], order))
         for tenant_id, tcp in found.items():
             if store.name_for(tenant_id) not in entries:
                 tcp.missing_in.append(store.kind)
@@ -207,8 +207,8 @@ def advance(loaded, key, identity, docs, valid_anchors, dry_run=False):
     for store, entries in loaded:
         by_name = dict((store.name_for(t), t) for t in docs)
 
-        def accept(name, current, store=store, by_name=by_name):
-            tenant_id = by_name[name]
+        def accept(name, current, store=store, owners=tuple(by_name.items())):
+            tenant_id = dict(owners)[name]
             new = docs[tenant_id]
             if current is None:
                 return True

@@ -294,6 +294,13 @@ def run(module, creds, cp_key, tables, workers):
                     docs = cv.new_checkpoints(cur, tables, cp_key, deployment, results, valid_anchors,
                                               audit_store.rfc3339(audit_store.utc_now()))
         written, refused = cv.advance(loaded, cp_key, deployment, docs, valid_anchors, dry_run=module.check_mode)
+        outcome["missing"] = sorted(t for t, r in results.items() if r["checkpoint"]["status"] == "missing")
+        moved = set(t for names in written.values() for t in names)
+        for tenant_id in moved:
+            doc = docs[tenant_id]
+            results[tenant_id]["checkpoint"].update(
+                status="ok", advanced=not module.check_mode, last_seq=doc["last_seq"],
+                last_row_hmac=doc["last_row_hmac"], rows=doc["rows"], checked_at=doc["checked_at"])
         outcome.update(stores=[s.describe() for s in stores], orphans=orphans, written=written, refused=refused,
                        before=dict((t, checkpoints[t].doc["last_seq"] if checkpoints[t].doc else None) for t in docs),
                        after=dict((t, d["last_seq"]) for t, d in docs.items()))
@@ -327,7 +334,7 @@ def main():
                     % (anchor["tenant_id"], anchor["resume_seq"]))
     for tenant_id in mismatch:
         module.warn(audit_store.key_mismatch_words(tenant_id, results[tenant_id]))
-    missing = sorted(t for t, r in public.items() if (r.get("checkpoint") or {}).get("status") == "missing")
+    missing = outcome.get("missing") or []
     if missing:
         module.warn("no checkpoint for tenant(s) %s: read in full, and a cut tail before the first checkpoint "
                     "cannot be seen" % ", ".join(repr(t) for t in missing))
