@@ -180,7 +180,12 @@ def start_supervisor(layout, args, ports, keys, blob, dsn, pg_ident, mode):
         "admin_token": keys["admin_token"], "k8s_token": keys["k8s_token"], "hmac_key": keys["hmac_key"],
         "issuer_public_key": labkeys.issuer_public_pem(keys), "license_blob": blob,
         "pids": {"postgres": pg_ident}, "pgdata": layout.pgdata if mode == "embedded" else None,
+        # Where the automation keeps audit-chain checkpoints (docs/contract.md section 4): a namespace the
+        # product does not use, a controller directory, and their own key.
+        "checkpoint_namespace": args.namespace + "-audit", "checkpoint_secret": RELEASE + "-audit-checkpoints",
+        "checkpoint_dir": layout.checkpoints, "checkpoint_key": keys["checkpoint_key"],
     }
+    os.makedirs(layout.checkpoints, mode=0o700, exist_ok=True)
     info.update(ports)
     write_kubeconfig(layout, k8s_url, keys["k8s_token"], args.namespace)
     os.makedirs(layout.faults, exist_ok=True)
@@ -282,6 +287,10 @@ def inventory_host_vars(info):
         "alex_dsn": info["dsn"],
         "alex_audit_hmac_key": info["hmac_key"],
         "alex_license_issuer_public_key": info["issuer_public_key"],
+        "alex_checkpoint_dir": info.get("checkpoint_dir"),
+        "alex_checkpoint_secret": info.get("checkpoint_secret"),
+        "alex_checkpoint_namespace": info.get("checkpoint_namespace"),
+        "alex_checkpoint_key": info.get("checkpoint_key"),
     }
 
 

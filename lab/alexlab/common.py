@@ -52,6 +52,7 @@ class Layout:
     pgdata = property(lambda self: self.path("pgdata"))
     pods = property(lambda self: self.path("pods"))
     faults = property(lambda self: self.path("faults"))
+    checkpoints = property(lambda self: self.path("checkpoints"))
     supervisor_log = property(lambda self: self.path("supervisor.log"))
     lock = property(lambda self: self.path(".lock"))
 

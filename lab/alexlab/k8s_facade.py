@@ -6,7 +6,7 @@ Served (everything else answers a Kubernetes Status, 404 NotFound or 405 MethodN
              events            get list watch
              secrets           get list watch create update patch delete
              services          get list watch
-             namespaces        get list (only the lab's namespace exists)
+             namespaces        get list (the lab's namespace and <ns>-audit, the automation's)
     apps/v1  deployments       get list watch update patch; deployments/status get; deployments/scale get update patch
              replicasets       get list watch
 
@@ -289,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
         self._rbac(verb, full, spec["group"], namespace, name)
         if verb not in allowed or (self.command == "POST" and name):
             raise ApiStatus(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-        if namespace is not None and namespace != self.sup.namespace:
+        if namespace is not None and namespace not in self.sup.namespaces:
             if verb in ("list", "watch"):
                 return self._list(resource, "-none-", query) if verb == "list" else self._watch(resource, "-none-", query)
             raise not_found(resource if not (verb == "create") else "namespaces", name or namespace)

@@ -12,6 +12,9 @@ from alexlab.shared import license_codec as lc
 def load_or_create(layout):
     keys = read_json(layout.keys_json)
     if keys:
+        if "checkpoint_key" not in keys:  # a lab directory made before checkpoints existed
+            keys["checkpoint_key"] = secrets.token_hex(32)
+            write_json(layout.keys_json, keys)
         return keys
     private = lc.generate_private_key()
     keys = {
@@ -20,6 +23,8 @@ def load_or_create(layout):
         "hmac_key": secrets.token_hex(32),
         "admin_token": secrets.token_urlsafe(32),
         "k8s_token": secrets.token_urlsafe(32),
+        # Signs the audit-chain checkpoints; kept by the automation, never given to the product.
+        "checkpoint_key": secrets.token_hex(32),
     }
     write_json(layout.keys_json, keys)
     return keys

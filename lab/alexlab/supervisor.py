@@ -75,6 +75,8 @@ class Supervisor:
         self.layout = layout
         self.info = read_json(layout.lab_json)
         self.namespace, self.release = self.info["namespace"], self.info["release"]
+        # The namespaces that exist: the product's, and one it does not use (the automation's checkpoints).
+        self.namespaces = tuple(n for n in (self.namespace, self.info.get("checkpoint_namespace")) if n)
         self.k8s_token, self.k8s_user = self.info["k8s_token"], "alexlab-sre"
         self.store = Store()
         self.write_lock = threading.RLock()
@@ -97,7 +99,8 @@ class Supervisor:
     def bootstrap(self):
         info, ns, rel = self.info, self.namespace, self.release
         put = self.store.put
-        put("namespaces", kobjects.namespace_obj(ns))
+        for name in self.namespaces:
+            put("namespaces", kobjects.namespace_obj(name))
         main = {"database-dsn": info["dsn"], "audit-hmac-key": info["hmac_key"], "admin-token": info["admin_token"]}
         put("secrets", kobjects.secret_obj(ns, rel, main, kobjects.labels_for(rel)))
         put("secrets", kobjects.secret_obj(ns, rel + "-license", {"license.blob": info["license_blob"]},

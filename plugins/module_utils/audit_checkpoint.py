@@ -192,24 +192,31 @@ def tip_findings(cp, facts, anchors=None):
     """Segments from comparing one tenant's checkpoint with the database now.
 
     facts: max_seq (None without rows), row_hmac (of the row at the checkpoint's seq, None when
-    absent), rollback_from (the first seq <= the checkpoint's written after the checkpointed row,
-    None when unknown). A truncation that valid anchors account for is a retirement: no finding.
+    absent), last_original (the last seq <= the checkpoint's whose occurred_at is not later than the
+    checkpointed row's: rows after it were written after the checkpoint, so they replace checkpointed
+    ones). A truncation that valid anchors account for is a retirement: no finding.
     """
     seq = cp["last_seq"]
-    if facts.get("max_seq") is None:
+    max_seq = facts.get("max_seq")
+    if max_seq is None:
         if retired_through(anchors, seq):
             return []
         return [segment(KIND_TENANT_MISSING, cp["first_seq"] or 1, seq, cp["rows"])]
-    if facts.get("row_hmac") is not None:
-        if facts["row_hmac"] == cp["last_row_hmac"]:
-            return []
-        first = facts.get("rollback_from") or seq
-        first = min(first, seq)
-        return [segment(KIND_ROLLED_BACK, first, seq, seq - first + 1)]
-    if facts["max_seq"] < seq and not retired_through(anchors, seq):
-        return [segment(KIND_TRUNCATED, facts["max_seq"] + 1, seq, seq - facts["max_seq"])]
-    # The checkpointed row is gone but later rows exist: the scan reports that gap as seq_gap.
-    return []
+    row_hmac = facts.get("row_hmac")
+    if row_hmac is not None and row_hmac == cp["last_row_hmac"]:
+        return []
+    found = []
+    top = min(max_seq, seq)
+    last_original = facts.get("last_original")
+    if last_original is not None and last_original < top:
+        found.append(segment(KIND_ROLLED_BACK, last_original + 1, top, top - last_original))
+    elif row_hmac is not None:
+        # Replaced, though no row looks newer than the checkpoint (clocks?): name the row that proves it.
+        found.append(segment(KIND_ROLLED_BACK, seq, seq, 1))
+    if max_seq < seq and not retired_through(anchors, seq):
+        found.append(segment(KIND_TRUNCATED, max_seq + 1, seq, seq - max_seq))
+    # The checkpointed row alone gone while later rows exist: the scan reports that gap as seq_gap.
+    return found
 
 
 def invalid_segment(cp_seq=None):
