@@ -106,6 +106,15 @@ options:
     type: str
     default: incremental
     choices: [full, incremental]
+  checkpoint_witness:
+    description:
+      - Run records (JSON) of earlier runs of the watch playbook (scenario C(audit_chain_watch)) of this deployment.
+        The newest real run's C(details.checkpoints) is a second witness - a store holding an older checkpoint than it
+        saw, or none at all, is reported as C(checkpoint_invalid). Check-mode records and other deployments' are
+        ignored; a record that cannot be read is a warning.
+    type: list
+    elements: path
+    default: []
   update_checkpoints:
     description:
       - After the verification, write a new checkpoint for every tenant that verified (never in check mode). A

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import json
 
 from ansible.module_utils.basic import env_fallback
 
@@ -141,6 +142,7 @@ def checkpoint_argument_spec():
         checkpoint_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_CHECKPOINT_KEY"])),
         mode=dict(type="str", default="incremental", choices=["full", "incremental"]),
         update_checkpoints=dict(type="bool", default=False),
+        checkpoint_witness=dict(type="list", elements="path", default=[]),
     )
 
 
@@ -182,6 +184,18 @@ def checkpoint_stores(params, identity):
             api, params["checkpoint_namespace"], params["checkpoint_secret"], identity,
             k8s_client.describe_api_error, k8s_client.ApiException, k8s_client.transport_errors()))
     return stores
+
+
+def read_witness_records(module, paths):
+    """[(path, parsed JSON)] of the witness run records that can be read; a warning for each that cannot."""
+    records = []
+    for path in paths or []:
+        try:
+            with open(path, "r") as handle:
+                records.append((path, json.load(handle)))
+        except (IOError, OSError, ValueError) as exc:
+            module.warn("checkpoint witness %s cannot be read (%s); not compared" % (path, exc.__class__.__name__))
+    return records
 
 
 def tables_from_params(params):

@@ -31,6 +31,7 @@ class TenantCheckpoint:
         self.missing_in = []
         self.problems = []
         self.why_full = None
+        self.witnessed = None
 
     def describe(self):
         if self.doc is None:
@@ -41,6 +42,10 @@ class TenantCheckpoint:
         if self.doc is not None:
             out.update(last_seq=self.doc["last_seq"], last_row_hmac=self.doc["last_row_hmac"],
                        rows=self.doc["rows"], checked_at=self.doc["checked_at"])
+        if self.witnessed:
+            # Carried into this run's record, so a failed run never launders a replay for the next one.
+            out.update(witnessed_last_seq=self.witnessed["last_seq"],
+                       witnessed_last_row_hmac=self.witnessed["last_row_hmac"])
         return out
 
 
@@ -99,6 +104,59 @@ def resolve(loaded, key, identity, db_tenants, wanted=None):
             if store.name_for(tenant_id) not in entries:
                 tcp.missing_in.append(store.kind)
     return found, orphans
+
+
+def witness_from_records(records, identity):
+    """(checkpoints {tenant: {last_seq, last_row_hmac}}, source words) seen by earlier real watch runs.
+
+    records: [(path, parsed JSON or None)]. Check-mode records, other scenarios and other deployments are
+    skipped (a rehearsal's record says what would have been written, not what was). Per tenant the highest
+    seq any of them saw wins, a record's witnessed_* values (what it was itself shown) included.
+    """
+    seen = {}
+    sources = []
+    for path, record in records:
+        if not isinstance(record, dict) or record.get("scenario") != "audit_chain_watch" or record.get("check_mode"):
+            continue
+        deployment = record.get("deployment") or {}
+        if deployment.get("namespace") != identity.get("namespace") or \
+                deployment.get("release") != identity.get("release"):
+            continue
+        checkpoints = (record.get("details") or {}).get("checkpoints")
+        if not isinstance(checkpoints, dict):
+            continue
+        sources.append((str(record.get("finished_at") or ""), path))
+        for tenant_id, cp in checkpoints.items():
+            if not isinstance(cp, dict):
+                continue
+            for seq_key, hmac_key in (("last_seq", "last_row_hmac"), ("witnessed_last_seq", "witnessed_last_row_hmac")):
+                seq, digest = cp.get(seq_key), cp.get(hmac_key)
+                if isinstance(seq, int) and not isinstance(seq, bool) and isinstance(digest, str):
+                    if tenant_id not in seen or seq > seen[tenant_id]["last_seq"]:
+                        seen[tenant_id] = {"last_seq": seq, "last_row_hmac": digest}
+    if not sources:
+        return {}, None
+    newest = max(sources)
+    return seen, "the last watch run record %s (finished %s)" % (newest[1], newest[0])
+
+
+def compare_witness(checkpoints, seen, source):
+    """Add a problem to each tenant whose stores hold less than the witness saw (a replay or a deletion)."""
+    for tenant_id, tcp in checkpoints.items():
+        known = seen.get(tenant_id)
+        if not known:
+            continue
+        if tcp.doc is None:
+            tcp.witnessed = known
+            if not tcp.problems:
+                tcp.problems.append("no store holds a checkpoint, but %s saw seq %d: the checkpoints were deleted"
+                                    % (source, known["last_seq"]))
+            continue
+        order = cpk.ordering(known, tcp.doc)
+        if order != "same" and order != "forward":
+            tcp.witnessed = known
+            tcp.problems.append("the stores hold an older or diverging checkpoint than %s (%s): replaced by an "
+                                "older one" % (source, order.replace("stored one", "witness' one")))
 
 
 def row_at(cur, tables, tenant_id, seq):

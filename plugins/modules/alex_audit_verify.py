@@ -233,6 +233,9 @@ checkpoints:
     check_mode:
       description: Whether nothing was written because of check mode.
       type: bool
+    witness:
+      description: The run record compared as a second witness (O(checkpoint_witness)), or null.
+      type: str
 elapsed_seconds:
   description: Seconds the verification took.
   returned: success
@@ -285,6 +288,10 @@ def run(module, creds, cp_key, tables, workers):
                 audit_store.check_tables(cur, tables, ("logs", "anchors"))
                 db_tenants = audit_store.list_tenants(cur, tables)
             checkpoints, orphans = cv.resolve(loaded, cp_key, deployment, db_tenants, params["tenants"])
+            seen, source = cv.witness_from_records(am.read_witness_records(module, params["checkpoint_witness"]),
+                                                   deployment)
+            cv.compare_witness(checkpoints, seen, source)
+            outcome["witness"] = source
             results, invalid, valid_anchors = cv.verify(
                 conn, tables, creds.key, checkpoints, params["mode"], workers, creds.connect, txn.snapshot,
                 params["key_mismatch_fraction"], stats)
@@ -298,8 +305,12 @@ def run(module, creds, cp_key, tables, workers):
         moved = set(t for names in written.values() for t in names)
         for tenant_id in moved:
             doc = docs[tenant_id]
+            if module.check_mode:
+                # What is stored stays what the record says: a rehearsal is no witness of a write.
+                results[tenant_id]["checkpoint"]["would_advance_to"] = doc["last_seq"]
+                continue
             results[tenant_id]["checkpoint"].update(
-                status="ok", advanced=not module.check_mode, last_seq=doc["last_seq"],
+                status="ok", advanced=True, last_seq=doc["last_seq"],
                 last_row_hmac=doc["last_row_hmac"], rows=doc["rows"], checked_at=doc["checked_at"])
         outcome.update(stores=[s.describe() for s in stores], orphans=orphans, written=written, refused=refused,
                        before=dict((t, checkpoints[t].doc["last_seq"] if checkpoints[t].doc else None) for t in docs),
@@ -354,7 +365,7 @@ def main():
     if outcome["enabled"]:
         result["checkpoints"] = {
             "stores": outcome["stores"], "missing": missing, "problems": orphans, "refused": outcome["refused"],
-            "written": written, "check_mode": module.check_mode,
+            "written": written, "check_mode": module.check_mode, "witness": outcome.get("witness"),
         }
         if module._diff and changed:
             result["diff"] = {"before": outcome["before"], "after": dict((t, outcome["after"][t]) for t in sorted(

@@ -83,3 +83,36 @@ def test_watch_without_a_store_stops_at_its_gate(pg_dsn, tmp_path):
     assert out.rc != 0 and "needs a checkpoint store" not in out.failure()
     assert "set audit_chain_checkpoint_dir" in out.failure()
     assert out.host("localhost")["result"] == "gated"
+
+
+def test_last_run_record_witnesses_a_replayed_or_deleted_checkpoint(pg_dsn, tmp_path):
+    conn = h.setup_tables(pg_dsn)
+    h.load(conn, h.rows_for("acme", 100))
+    cp_dir = tmp_path / "checkpoints"
+    cp_dir.mkdir(mode=0o700)
+    variables = {"audit_chain_dsn": pg_dsn, "audit_chain_hmac_key": h.KEY, "audit_chain_checkpoint_dir": str(cp_dir),
+                 "audit_chain_checkpoint_key": CP_KEY, "alex_report_dir": str(tmp_path / "records")}
+    assert run(tmp_path, variables).rc == 0
+    [sub] = os.listdir(cp_dir)
+    [name] = [n for n in os.listdir(cp_dir / sub) if n.endswith(".json")]
+    old = (cp_dir / sub / name).read_bytes()
+    for _write in range(4):
+        h.write_audit(conn, "acme", "more")
+    advanced = run(tmp_path, variables)
+    assert advanced.rc == 0 and advanced.record("localhost")["details"]["checkpoints"]["acme"]["last_seq"] == 104
+    # A rehearsal leaves a record too; it is no witness of a write and must not confuse the next run.
+    assert run(tmp_path, variables, check=True).rc == 0
+    (cp_dir / sub / name).write_bytes(old)
+    replayed = run(tmp_path, variables)
+    assert replayed.rc != 0
+    assert "older or diverging checkpoint than the last watch run record" in replayed.failure()
+    assert (cp_dir / sub / name).read_bytes() == old
+    (cp_dir / sub / name).unlink()
+    deleted = run(tmp_path, variables)
+    assert deleted.rc != 0 and "the checkpoints were deleted" in deleted.failure()
+    # A failed run's record carries what the witness saw: the replay is not laundered by the runs that failed.
+    (cp_dir / sub / name).write_bytes(old)
+    for _round in range(2):
+        again = run(tmp_path, variables)
+        assert again.rc != 0 and "older or diverging checkpoint" in again.failure()
+        assert again.record("localhost")["details"]["checkpoints"]["acme"]["witnessed_last_seq"] == 104
