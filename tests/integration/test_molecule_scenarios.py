@@ -11,7 +11,8 @@ import playbooks
 pytestmark = pytest.mark.lab
 
 # scenario: the steps its test_sequence runs besides create, converge, idempotence, verify and destroy
-SCENARIOS = {"api_not_serving": (), "audit_chain": ("prepare",), "license_renewal": (), "quota_exceeded": ()}
+SCENARIOS = {"api_not_serving": (), "audit_chain": ("prepare",), "audit_chain_watch": ("prepare",), "license_renewal": (),
+             "quota_exceeded": ()}
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
