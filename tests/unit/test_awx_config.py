@@ -24,7 +24,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = REPO / "extensions" / "awx" / "controller"
 DISPATCH_VARS = {"controller_credential_types", "controller_credentials", "controller_execution_environments",
                  "controller_projects", "controller_inventories", "controller_inventory_sources",
-                 "controller_templates", "controller_workflows"}
+                 "controller_templates", "controller_workflows", "controller_schedules"}
 # Credential types every AWX/Controller has, with their secret input fields.
 BUILTIN_CREDENTIAL_TYPES = {"OpenShift or Kubernetes API Bearer Token": {"bearer_token"}}
 SECRET_NAME = re.compile(r"(token|dsn|hmac|password|secret|_blob$|private)", re.I)
@@ -123,7 +123,7 @@ def check_question(question, options, where):
 def test_one_template_per_playbook_and_a_rehearsal_where_it_changes_something(config):
     templates = by_name(config["controller_templates"])
     playbooks = sorted("playbooks/" + p.name for p in (REPO / "playbooks").glob("*.yml"))
-    assert len(playbooks) == 5
+    assert len(playbooks) >= 6
     for template in templates.values():
         assert template["playbook"] in playbooks, template["name"]
         assert template["project"] == "Alexandria EE collection", template["name"]
@@ -227,7 +227,7 @@ def test_credential_types_inject_what_the_roles_read(config):
             role = name.split("_license")[0].split("_blob")[0]
             assert name in argspec(role, "main"), name
     env_injected = set(e for t in config["controller_credential_types"] for e in t["injectors"].get("env", {}))
-    assert env_injected == {"ALEX_ADMIN_TOKEN", "ALEX_DSN", "ALEX_AUDIT_HMAC_KEY"}
+    assert env_injected == {"ALEX_ADMIN_TOKEN", "ALEX_DSN", "ALEX_AUDIT_HMAC_KEY", "ALEX_CHECKPOINT_KEY"}
 
 
 def test_references_resolve(config):
@@ -275,6 +275,25 @@ def paths(nodes, start, path=()):
         yield list(path)
     for child, edge in children:
         yield from paths(nodes, (child, edge), path)
+
+
+def test_schedules_run_a_template_with_answers_it_accepts(config):
+    templates = by_name(config["controller_templates"])
+    assert config["controller_schedules"], "the audit chain watch is scheduled"
+    for schedule in config["controller_schedules"]:
+        template = templates[schedule["unified_job_template"]]
+        # Controller's rrule subset: DTSTART in UTC, then one RRULE with an INTERVAL.
+        assert re.fullmatch(r"DTSTART:\d{8}T\d{6}Z RRULE:FREQ=(MINUTELY|HOURLY|DAILY|WEEKLY|MONTHLY);INTERVAL=\d+"
+                            r"(;[A-Z]+=[A-Z0-9,]+)*", schedule["rrule"]), schedule["name"]
+        options = options_for(template["playbook"])
+        spec = dict((q["variable"], q) for q in template["survey_spec"]["spec"])
+        for name, value in (schedule.get("extra_data") or {}).items():
+            assert name in spec, (schedule["name"], name)  # a schedule answers the template's survey
+            if spec[name]["type"] == "multiplechoice":
+                assert value in spec[name]["choices"], (schedule["name"], name, value)
+            assert name in options, (schedule["name"], name)
+    watched = set(s["unified_job_template"] for s in config["controller_schedules"])
+    assert "Alexandria EE - audit chain watch" in watched
 
 
 def test_workflow_approval_sits_between_the_rehearsal_and_the_destructive_step(config):
