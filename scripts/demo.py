@@ -115,11 +115,24 @@ def main():
         s3b = playbook("audit_chain_failure", work, audit_chain_evidence_dir=evidence,
                        audit_chain_signoff="CR-DEMO-0001", audit_chain_confirm=True)
         show(s3b, "audit_chain", ["result", "retired", "anchors", "verified_after", "api_write_after"])
+
+        say("The audit chain watch - signed checkpoints outside the database, then the newest rows of demo-002 cut")
+        watch = playbook("audit_chain_watch", work)
+        show(watch, "audit_chain_watch", ["verified", "tenants", "rows_read", "advanced"])
+        alexlab("break", "audit-delete", "--tenant", "demo-002", "--seq", "198-200")
+        print("  three rows deleted in SQL: the chain that is left still verifies on its own")
+        caught = playbook("audit_chain_watch", work, expect_ok=False)
+        show(caught, "audit_chain_watch", ["verified", "broken", "rows_read", "advanced"])
+        scope = (((caught.get("alexandria_ee") or {}).get("demo-lab") or {}).get("scope") or {}).get("segments", {})
+        if scope.get("demo-002") != [{"first_seq": 198, "last_seq": 200, "rows": 3, "kind": "truncated"}]:
+            raise SystemExit("demo: the watch did not name the cut tail: %s" % scope)
+        print("  the watch names it: demo-002 truncated seq 198-200 (probable cause tail_truncation)")
         del info
     finally:
         say("alexlab down")
         print(alexlab("down", check=False))
-    print("\ndemo: all three runbook scenarios ran end to end against the lab; run records in %s"
+    print("\ndemo: all three runbook scenarios and the audit chain watch ran end to end against the lab; run "
+          "records in %s"
           % os.path.join(work, "alexandria-reports"))
     return 0
 
