@@ -176,7 +176,15 @@ def restore_list(pg_restore, path, tables, secrets=()):
     return {"entries": len(entries), "table_data_entries": len(data)}
 
 
-def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=()):
+def dump_table_patterns(tables):
+    """pg_dump --table arguments naming exactly the audit tables (double quotes make each name literal)."""
+    def literal(name):
+        return '"%s"' % name.replace('"', '""')
+    return ["--table=%s.%s" % (literal(tables.schema), literal(name))
+            for name in (tables.table, tables.anchor_table, tables.quarantine_table)]
+
+
+def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=(), only_audit_tables=False):
     """Dump the database into a temp file beside dest; returns (tmp_path, manifest). Caller renames."""
     with conn.cursor() as cur:
         audit_store.check_tables(cur, tables, ("logs", "anchors", "quarantine"))
@@ -189,8 +197,9 @@ def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=()):
                 identity = audit_store.database_identity(cur)
                 counts = table_fingerprints(cur, tables)
             started = audit_store.utc_now()
+            scope = dump_table_patterns(tables) if only_audit_tables else []
             _run([tools["pg_dump"], "--format=custom", "--no-password", "--snapshot=" + txn.snapshot,
-                  "--file=" + tmp, "--dbname=" + conninfo], env, secrets, "pg_dump")
+                  "--file=" + tmp, "--dbname=" + conninfo] + scope, env, secrets, "pg_dump")
         with open(tmp, "rb") as handle:
             if handle.read(5) != b"PGDMP":
                 raise BackupError("pg_dump wrote no custom-format archive")
@@ -209,6 +218,7 @@ def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=()):
         "tables": tables.describe(),
         "table_rows": counts,
         "pg_dump": {"path": tools["pg_dump"], "version": tools["version"]},
+        "dump_scope": "audit_tables" if only_audit_tables else "database",
         "restore_list": listing,
         "verified": True,
         "verified_by": "pg_restore --list lists the archive header and TABLE DATA of every audit table; sha256",

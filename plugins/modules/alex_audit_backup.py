@@ -80,6 +80,18 @@ options:
       - With O(state=restored), how long to wait for the audit tables' lock (PostgreSQL interval text).
     type: str
     default: 30s
+  dump_scope:
+    description:
+      - With O(state=present), what C(pg_dump) dumps - the whole V(database), or only the three V(audit_tables)
+        (what the retirement and the rollback touch, and all that the shipped role C(alexandria_audit_reader) may
+        read; C(extensions/sql/alexandria_audit_roles.sql)).
+    type: str
+    default: database
+    choices: [database, audit_tables]
+notes:
+  - Before anything else the module checks that the database role has the table privileges the operation needs
+    (C(SELECT) on the audit tables to back up; C(SELECT), C(TRUNCATE) and C(INSERT) on all three to restore) and
+    names the missing ones and the shipped role that grants them; in check mode that is a warning.
 requirements:
   - PostgreSQL client programs C(pg_dump) and C(pg_restore) on the host running the module
 seealso:
@@ -143,6 +155,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
+from ansible_collections.alexandria.ee.plugins.module_utils import pg_grants
 
 
 def present(module, conn, creds, tables, tools, result):
@@ -153,7 +166,8 @@ def present(module, conn, creds, tables, tools, result):
     if (os.path.exists(dest) or os.path.exists(result["manifest"])) and not module.params["force"]:
         module.fail_json(msg="%s or its manifest exists; a backup is never overwritten: choose another dest or "
                          "force=true" % dest, **result)
-    tmp, manifest = audit_backup.take_backup(conn, tables, creds.dsn, creds.kwargs, dest, tools, creds.secrets)
+    tmp, manifest = audit_backup.take_backup(conn, tables, creds.dsn, creds.kwargs, dest, tools, creds.secrets,
+                                             only_audit_tables=module.params["dump_scope"] == "audit_tables")
     os.rename(tmp, dest)
     files.write_json_atomic(result["manifest"], manifest)
     result.update(changed=True, sha256=manifest["sha256"], backup=manifest,
@@ -201,6 +215,7 @@ def main():
         pg_dump_path=dict(type="path"),
         pg_restore_path=dict(type="path"),
         lock_timeout=dict(type="str", default="30s"),
+        dump_scope=dict(type="str", default="database", choices=["database", "audit_tables"]),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -217,7 +232,15 @@ def main():
         with conn.cursor() as cur:
             identity = audit_store.database_identity(cur)
             audit_store.check_tables(cur, tables, ("logs", "anchors", "quarantine"))
+            operation = "backup" if p["state"] == "present" else "rollback"
+            user, lacking = pg_grants.missing_privileges(cur, tables, operation)
         conn.rollback()
+        if lacking:
+            words = pg_grants.refusal(user, lacking, operation, "backing up the audit tables"
+                                      if operation == "backup" else "restoring the audit tables")
+            if not module.check_mode:
+                module.fail_json(msg=words, **result)
+            module.warn("a real run would refuse: " + words)
         tools = audit_backup.find_tools(identity["server_version_num"] // 10000, p["pg_dump_path"],
                                         p["pg_restore_path"])
         result["tools"] = tools

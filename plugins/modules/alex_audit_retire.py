@@ -36,6 +36,10 @@ description:
     verified again. O(lock_verify=full) verifies the whole tenant twice under the lock instead.
   - Idempotent. When the tenant verifies there is nothing to do and C(changed) is C(false), whatever the
     preconditions.
+  - Before anything else it checks that the database role may C(DELETE) from the audit table and C(INSERT) into the
+    quarantine and anchor tables (besides C(SELECT) on all three); a missing privilege stops it before any change,
+    naming the privilege and the shipped role C(alexandria_audit_retirer) (C(extensions/sql/alexandria_audit_roles.sql));
+    in check mode it is a warning.
 author:
   - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
@@ -219,6 +223,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
+from ansible_collections.alexandria.ee.plugins.module_utils import pg_grants
 from ansible_collections.alexandria.ee.plugins.module_utils import files
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -324,6 +329,15 @@ def main():
     conn = None
     try:
         conn = creds.connect()
+        with conn.cursor() as cur:
+            audit_store.check_tables(cur, tables, ("logs", "anchors", "quarantine"))
+            user, lacking = pg_grants.missing_privileges(cur, tables, "retire")
+        conn.rollback()
+        if lacking:
+            words = pg_grants.refusal(user, lacking, "retire", "retiring rows")
+            if not module.check_mode:
+                module.fail_json(msg="refusing to retire: " + words, **result)
+            module.warn("a real run would refuse: " + words)
         first = audit_retire.retire_scan(conn, tables, creds.key, tenant, workers, creds.connect,
                                          key_mismatch_fraction=fraction)
         plan = plan_of(first)
