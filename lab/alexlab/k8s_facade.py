@@ -5,7 +5,7 @@ Served (everything else answers a Kubernetes Status, 404 NotFound or 405 MethodN
     core/v1  pods              get list watch delete; pods/log get; pods/status get
              events            get list watch
              secrets           get list watch create update patch delete
-             services          get list watch
+             services          get list watch; services/proxy (any method, alexlab/service_proxy.py)
              namespaces        get list (the lab's namespace and <ns>-audit, the automation's)
     apps/v1  deployments       get list watch update patch; deployments/status get; deployments/scale get update patch
              replicasets       get list watch
@@ -28,7 +28,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from alexlab import kobjects, patch, protowire
+from alexlab import kobjects, patch, protowire, service_proxy
 from alexlab.common import parse_quantity, read_json
 from alexlab.store import Gone
 
@@ -214,6 +214,9 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict((k, v[-1]) for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items())
         try:
+            proxied = service_proxy.match(url.path)  # services/proxy: raw bodies, its own module
+            if proxied:
+                return service_proxy.serve(self, proxied, url)
             body = self._read_body() if self.command in ("POST", "PUT", "PATCH", "DELETE") else None
             path = url.path.rstrip("/") or "/"
             if path in ("/healthz", "/livez", "/readyz"):

@@ -16,8 +16,10 @@ options:
     description:
       - Base URL of the Alexandria EE API, a public URL or a port-forward such as C(http://localhost:8080).
       - Can also be set with E(ALEX_BASE_URL).
+      - The admin API needs it. The Kubernetes service proxy, which other modules use when it is unset, cannot
+        carry the admin token (the Kubernetes API server removes the C(Authorization) header of the requests it
+        passes through), so without O(base_url) the module fails and says so.
     type: str
-    required: true
   validate_certs:
     description:
       - Whether to verify the API's TLS certificate.
@@ -42,4 +44,38 @@ options:
       - Bearer token for the admin API. Never logged. Can also be set with E(ALEX_ADMIN_TOKEN).
     type: str
     required: true
+'''
+
+    # Matches api_route_argument_spec() less the Kubernetes options (the k8s_auth fragments document those;
+    # validate_certs is the Kubernetes one, which the module documents for both routes).
+    SERVICE_PROXY = r'''
+options:
+  base_url:
+    description:
+      - Base URL of the Alexandria EE API, a public URL or a port-forward such as C(http://localhost:8080).
+      - Can also be set with E(ALEX_BASE_URL).
+      - When unset (or empty), the API is reached through the Kubernetes API server's service proxy,
+        C(<Kubernetes API>/api/v1/namespaces/<namespace>/services/<service>:<service_port>/proxy/<path>), with
+        the Kubernetes options (O(kubeconfig), O(context), O(host), O(api_key), O(ca_cert)). The caller needs
+        RBAC C(get) on C(services/proxy) in the namespace (C(create) for a C(POST)), and the Service needs a
+        Ready endpoint.
+    type: str
+  ca_path:
+    description:
+      - CA bundle to verify the API's TLS certificate with, when O(base_url) is set.
+    type: path
+  timeout:
+    description:
+      - Seconds to wait for each HTTP request.
+    type: float
+    default: 10
+  service:
+    description:
+      - Name of the API's Service, for the service proxy. Defaults to O(release).
+    type: str
+  service_port:
+    description:
+      - Port of the Service, for the service proxy, as a number or a port name.
+    type: str
+    default: '80'
 '''

@@ -22,12 +22,15 @@ except ImportError:
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_client
+from ansible_collections.alexandria.ee.plugins.module_utils import service_proxy
+
 MAX_BODY_BYTES = 1024 * 1024
 
 
 def api_argument_spec(admin=False):
     spec = dict(
-        base_url=dict(type="str", required=True, fallback=(env_fallback, ["ALEX_BASE_URL"])),
+        base_url=dict(type="str", fallback=(env_fallback, ["ALEX_BASE_URL"])),
         validate_certs=dict(type="bool", default=True),
         ca_path=dict(type="path"),
         timeout=dict(type="float", default=10.0),
@@ -37,13 +40,33 @@ def api_argument_spec(admin=False):
     return spec
 
 
-class ApiError(Exception):
-    """An HTTP failure, phrased for an operator; status is the HTTP code or None."""
+def api_route_argument_spec(admin=False):
+    """The API options plus the Kubernetes ones the service proxy uses when base_url is unset.
 
-    def __init__(self, message, status=None, body=None):
+    One validate_certs serves both routes: the Kubernetes spec's, with no default (unset, the API's own
+    certificate is verified and the Kubernetes API server's follows the kubeconfig).
+    """
+    spec = k8s_client.k8s_auth_argument_spec()
+    spec.update(k8s_client.deployment_argument_spec())
+    spec.update(service_proxy.service_proxy_argument_spec())
+    api = api_argument_spec(admin)
+    api.pop("validate_certs")
+    spec.update(api)
+    return spec
+
+
+class ApiError(Exception):
+    """An HTTP failure, phrased for an operator; status is the HTTP code or None.
+
+    fatal: a configuration error (service proxy refused, credentials, missing Service) that no retry or
+    wait can fix; a probe reports the others as results.
+    """
+
+    def __init__(self, message, status=None, body=None, fatal=False):
         super(ApiError, self).__init__(message)
         self.status = status
         self.body = body
+        self.fatal = fatal
 
 
 class ApiResponse:
@@ -73,14 +96,93 @@ def describe_transport_error(exc):
     return "connection failed (%s)" % name
 
 
-class ApiClient:
-    """Thin requests wrapper: bounded bodies, JSON decoding, errors in words."""
+class DirectRoute:
+    """base_url: the public URL or a port-forward."""
 
-    def __init__(self, base_url, validate_certs=True, ca_path=None, timeout=10.0, admin_token=None):
+    name = "base_url"
+
+    def __init__(self, base_url, verify):
+        self.base_url = base_url.rstrip("/")
+        self.verify = verify
+
+    def url(self):
+        return self.base_url
+
+    def prepare(self, auth_header):
+        """(url prefix, extra headers, requests keyword arguments) for one request."""
+        return self.base_url, dict(auth_header), dict(verify=self.verify)
+
+    def refusal(self, status, json_body):
+        return None
+
+    def transport_words(self, exc):
+        return describe_transport_error(exc)
+
+
+class ServiceProxyRoute:
+    """The Kubernetes API server's services/proxy, with the Kubernetes credentials (module service_proxy)."""
+
+    name = service_proxy.ROUTE
+
+    def __init__(self, params):
+        self.params = params
+        self.namespace = params.get("namespace") or k8s_client.DEFAULT_NAMESPACE
+        self.service = service_proxy.service_name(params)
+        self.port = params.get("service_port") or service_proxy.DEFAULT_SERVICE_PORT
+        self._configuration = None
+
+    def configuration(self):
+        """The official client's Configuration (kubeconfig, context, host, api_key, certificates), loaded once."""
+        if self._configuration is None:
+            try:
+                self._configuration = k8s_client.build_api_client(self.params).configuration
+            except k8s_client.K8sError as exc:
+                raise ApiError("service proxy: %s" % exc, fatal=True)
+        return self._configuration
+
+    def url(self):
+        host = (self.configuration().host or "").rstrip("/")
+        return host + service_proxy.proxy_path(self.namespace, self.service, self.port)
+
+    def prepare(self, auth_header):
+        if auth_header:
+            raise ApiError(service_proxy.AUTHORIZATION_DROPPED % (self.service, self.namespace), fatal=True)
+        conf = self.configuration()
+        headers = {}
+        for setting in conf.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        if conf.username or conf.password:
+            headers.setdefault("authorization", conf.get_basic_auth_token())
+        kwargs = dict(verify=(conf.ssl_ca_cert or True) if conf.verify_ssl else False)
+        if conf.cert_file:
+            kwargs["cert"] = (conf.cert_file, conf.key_file) if conf.key_file else conf.cert_file
+        if conf.proxy:
+            kwargs["proxies"] = {"http": conf.proxy, "https": conf.proxy}
+        return self.url(), headers, kwargs
+
+    def refusal(self, status, json_body):
+        """ApiError for a Status the API server answered itself (the API's own answers pass)."""
+        refused = service_proxy.kubernetes_status(json_body)
+        if refused is None:
+            return None
+        kind, words = service_proxy.describe_refusal(status, refused, self.namespace, self.service, self.port)
+        if kind == "unreachable":
+            return ApiError(words)  # as a refused connection: a probe may retry
+        return ApiError(words, status=status, body=json_body, fatal=kind != "no_endpoints")
+
+    def transport_words(self, exc):
+        return "service proxy: Kubernetes API server unreachable: %s" % describe_transport_error(exc)
+
+
+class ApiClient:
+    """Thin requests wrapper: bounded bodies, JSON decoding, errors in words, over one of two routes."""
+
+    def __init__(self, base_url, validate_certs=True, ca_path=None, timeout=10.0, admin_token=None, route=None):
         if not HAS_REQUESTS:
             raise ApiError("the Python library 'requests' is required: pip install requests")
-        self.base_url = base_url.rstrip("/")
-        self.verify = ca_path if (ca_path and validate_certs) else validate_certs
+        verify = ca_path if (ca_path and validate_certs) else validate_certs
+        self.route = route or DirectRoute(base_url, verify)
         self.timeout = timeout
         self._token = admin_token
         self.session = requests.Session()
@@ -88,18 +190,30 @@ class ApiClient:
 
     @classmethod
     def from_params(cls, params):
-        return cls(params["base_url"], params.get("validate_certs", True), params.get("ca_path"),
-                   params.get("timeout", 10.0), params.get("admin_token"))
+        """base_url when given (and not empty), otherwise the service proxy."""
+        verify = params.get("validate_certs")
+        verify = True if verify is None else verify
+        route = None if params.get("base_url") else ServiceProxyRoute(params)
+        return cls(params.get("base_url"), verify, params.get("ca_path"), params.get("timeout") or 10.0,
+                   params.get("admin_token"), route=route)
+
+    @property
+    def route_name(self):
+        return self.route.name
+
+    def url(self):
+        return self.route.url()
 
     def request(self, method, path, payload=None, auth=False):
         headers = {"Accept": "application/json"}
-        if auth:
-            headers["Authorization"] = "Bearer %s" % (self._token or "")
-        url = self.base_url + path
+        auth_header = {"Authorization": "Bearer %s" % (self._token or "")} if auth else {}
+        prefix, extra, kwargs = self.route.prepare(auth_header)
+        headers.update(extra)
+        url = prefix + path
         start = time.monotonic()
         try:
             resp = self.session.request(method, url, json=payload, headers=headers, timeout=self.timeout,
-                                        verify=self.verify, stream=True, allow_redirects=False)
+                                        stream=True, allow_redirects=False, **kwargs)
             chunks = []
             size = 0
             for chunk in resp.iter_content(65536):
@@ -110,13 +224,17 @@ class ApiClient:
                                    status=resp.status_code)
                 chunks.append(chunk)
         except requests.exceptions.RequestException as exc:
-            raise ApiError("%s %s: %s" % (method, path, describe_transport_error(exc)))
+            raise ApiError("%s %s: %s" % (method, path, self.route.transport_words(exc)))
         elapsed_ms = round((time.monotonic() - start) * 1000.0, 1)
         body = b"".join(chunks).decode("utf-8", "replace")
         try:
             json_body = json.loads(body) if body else None
         except ValueError:
             json_body = None
+        refused = self.route.refusal(resp.status_code, json_body)
+        if refused is not None:
+            raise ApiError("%s %s: %s" % (method, path, refused), status=refused.status, body=refused.body,
+                           fatal=refused.fatal)
         return ApiResponse(resp.status_code, body, json_body, elapsed_ms)
 
     def call_json(self, method, path, payload=None, auth=True, ok=(200,)):

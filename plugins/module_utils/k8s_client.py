@@ -101,6 +101,8 @@ def build_api_client(params):
                 kubernetes.config.load_incluster_config(client_configuration=configuration)
             if params.get("api_key"):
                 configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
+                # The loader's refresh hook would put the kubeconfig's own token back before each request.
+                configuration.refresh_api_key_hook = None
         if params.get("validate_certs") is not None:
             configuration.verify_ssl = params["validate_certs"]
         if params.get("ca_cert"):

@@ -4,7 +4,8 @@
 """Probing /ready and /license (docs/contract.md section 2, runbook Scenario 1 step 1 and verification).
 
 Every outcome is data: an HTTP answer of any kind, or a transport failure in words. Nothing here raises for
-what the server does.
+what the server does; only a fatal ApiError (the service proxy refused: RBAC, a missing Service, the
+Kubernetes credentials) goes up, since no probe or wait can change it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -52,6 +53,8 @@ def probe_ready(client):
     try:
         resp = client.request("GET", "/ready")
     except ApiError as exc:
+        if exc.fatal:
+            raise
         return dict(ready=False, status=exc.status, reason=str(exc), checks=None,
                     latency_ms=round((time.monotonic() - start) * 1000.0, 1), transport_error=exc.status is None)
     ready, reason, checks = _ready_reason(resp)
@@ -64,6 +67,8 @@ def probe_license(client):
     try:
         resp = client.request("GET", "/license")
     except ApiError as exc:
+        if exc.fatal:
+            raise
         return dict(valid_json=False, status=exc.status, body=None, error=str(exc))
     if isinstance(resp.json, dict):
         error = None if resp.status == 200 else "HTTP %s" % resp.status

@@ -27,6 +27,7 @@ extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.k8s_auth
   - alexandria.ee.k8s_auth.DEPLOYMENT
+  - alexandria.ee.api.SERVICE_PROXY
 attributes:
   check_mode:
     support: full
@@ -105,23 +106,18 @@ options:
     description:
       - Base URL of the Alexandria EE API, for example C(http://localhost:8080). Can also be set with
         E(ALEX_BASE_URL).
-      - Required for O(state=query) and O(state=present) (current usage for the downgrade check; C(/ready) after
-        a restart). With O(state=validate) it adds the downgrade check.
+      - O(state=query) and O(state=present) read C(/license) (current usage for the downgrade check), and a
+        restart waits for C(/ready). Without O(base_url) those requests go through the Kubernetes API server's
+        service proxy (C(/api/v1/namespaces/<namespace>/services/<service>:<service_port>/proxy/...)) with the
+        Kubernetes options; a missing Service, no Ready endpoint and RBAC refusing C(services/proxy) each fail
+        with their own message.
+      - With O(state=validate), O(base_url) adds the downgrade check (without it, validation stays offline).
     type: str
   validate_certs:
     description:
       - Whether to verify TLS certificates, of the HTTP API and of the Kubernetes API server.
       - Unset, the HTTP API's certificate is verified and the Kubernetes API follows the kubeconfig.
       - Can also be set with E(K8S_AUTH_VERIFY_SSL).
-  ca_path:
-    description:
-      - CA bundle to verify the HTTP API's TLS certificate with.
-    type: path
-  timeout:
-    description:
-      - Seconds to wait for each HTTP request.
-    type: float
-    default: 10
 notes:
   - The previous blob is kept in the license Secret itself (O(backup_secret_key)), written in the same replace as
     the new blob, so there is no window where the new blob is stored and the old one is lost, and no copy of a
@@ -275,8 +271,13 @@ ready:
   type: bool
 license:
   description: The C(/license) answer after the run (after the restart when there was one).
-  returned: state is present or rollback and base_url is set
+  returned: state is present, or rollback when the API was asked (base_url set, or a restart)
   type: dict
+api_route:
+  description: How the API was reached, V(base_url) or V(service_proxy) (the Kubernetes API server's service proxy).
+  returned: when the API was asked
+  type: str
+  sample: service_proxy
 '''
 
 import time
@@ -285,20 +286,15 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.alexandria.ee.plugins.module_utils import license_codec as lc
 from ansible_collections.alexandria.ee.plugins.module_utils import license_logic as ll
-from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiClient, ApiError, api_argument_spec
-from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
-    K8sError, build_api_client, deployment_argument_spec, k8s_auth_argument_spec,
+from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
+    ApiClient, ApiError, api_route_argument_spec,
 )
+from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import K8sError, build_api_client
 from ansible_collections.alexandria.ee.plugins.module_utils import k8s_workload as kw
 
 
 def argument_spec():
-    spec = k8s_auth_argument_spec()
-    spec.update(deployment_argument_spec())
-    api = api_argument_spec()
-    api.pop("validate_certs")  # one validate_certs for both APIs (the Kubernetes one's spec is kept)
-    api["base_url"] = dict(api["base_url"], required=False)
-    spec.update(api)
+    spec = api_route_argument_spec()  # one validate_certs for both APIs (the Kubernetes one's spec is kept)
     spec.update(
         state=dict(type="str", default="query", choices=["query", "validate", "present", "rollback"]),
         blob=dict(type="str", no_log=True),
@@ -326,12 +322,14 @@ class Runner:
 
     # -- connections -------------------------------------------------------------------------------
     def api(self):
+        """The API at base_url, or through the Kubernetes service proxy when base_url is unset."""
         if self._api is None:
-            if not self.p["base_url"]:
-                self.fail("base_url is required for state=%s" % self.p["state"])
-            verify = True if self.p["validate_certs"] is None else self.p["validate_certs"]
-            self._api = ApiClient(self.p["base_url"], verify, self.p["ca_path"], self.p["timeout"])
+            self._api = ApiClient.from_params(dict(self.p, admin_token=None))
         return self._api
+
+    def route(self):
+        """base_url or service_proxy, once the API was asked; None otherwise."""
+        return self._api.route_name if self._api is not None else None
 
     def workload(self):
         if self._workload is None:
@@ -498,7 +496,7 @@ class Runner:
 
     def finish(self, result, restart_needed, wait_ready):
         if not (self.p["restart"] and restart_needed) or self.module.check_mode:
-            if self.p["base_url"] and not self.module.check_mode:
+            if (self.p["base_url"] or self._api is not None) and not self.module.check_mode:
                 result["license"] = self.license_doc()
             return
         name = kw.deployment_name(self.p["release"], self.p["deployment"])
@@ -524,6 +522,8 @@ class Runner:
                     result["ready"] = True
                     return
             except ApiError as exc:
+                if exc.fatal:
+                    raise
                 last = str(exc)
             if time.monotonic() >= deadline:
                 raise ApiError("/ready did not answer 200 within %ss after the restart (last: %s)" % (
@@ -540,7 +540,6 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
         mutually_exclusive=[("blob", "blob_file")],
-        required_if=[("state", "query", ("base_url",)), ("state", "present", ("base_url",))],
         supports_check_mode=True,
     )
     if not lc.HAS_CRYPTOGRAPHY:
@@ -550,6 +549,8 @@ def main():
         result = getattr(runner, module.params["state"])()
     except (ApiError, K8sError, ll.QuotaError) as exc:
         module.fail_json(msg=str(exc))
+    if runner.route():
+        result["api_route"] = runner.route()
     module.exit_json(**result)
 
 

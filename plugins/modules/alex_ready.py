@@ -16,6 +16,11 @@ description:
   - Runbook Scenario 1 step 1 and its verification. Sends C(GET /ready) and C(GET /license) to O(base_url) and
     reports whether the API serves, the HTTP status, the reason the API gives for not serving (the 503 body) or
     the connection failure in words, the latency, and whether C(/license) answers valid JSON.
+  - Without O(base_url) the requests go through the Kubernetes API server's service proxy with the Kubernetes
+    options (C(/api/v1/namespaces/<namespace>/services/<service>:<service_port>/proxy/ready)), so no
+    port-forward is needed. A Service with no Ready endpoint (the API pod is not Ready) is a result
+    (RV(ready=false), RV(status=503), the words in RV(reason)); a missing Service, RBAC refusing
+    C(services/proxy) and refused Kubernetes credentials fail the module with one line each.
   - Connection refused, DNS and TLS failures, timeouts, redirects, non-JSON and oversized (more than 1 MiB)
     bodies are results, not errors. The module fails only when O(wait=true) and the API did not become ready
     within O(wait_timeout).
@@ -28,8 +33,16 @@ author:
 extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.attributes.INFO_MODULE
-  - alexandria.ee.api
+  - alexandria.ee.api.SERVICE_PROXY
+  - alexandria.ee.k8s_auth
+  - alexandria.ee.k8s_auth.DEPLOYMENT
 options:
+  validate_certs:
+    description:
+      - Whether to verify TLS certificates, of the API at O(base_url), or of the Kubernetes API server on the
+        service proxy route.
+      - Unset, the API's certificate is verified and the Kubernetes API server's follows the kubeconfig.
+      - Can also be set with E(K8S_AUTH_VERIFY_SSL).
   retries:
     description:
       - How many times to retry C(/ready) when no HTTP answer came back (connection refused, DNS, TLS, timeout).
@@ -58,6 +71,8 @@ options:
     default: 2
 notes:
   - Only reads. C(/ready) and C(/license) need no token.
+  - Through the service proxy a pod that is not Ready is not reached at all, so the API's own C(/ready) reason is
+    not seen; RV(reason) then names the Service and says it has no ready endpoint.
 seealso:
   - module: alexandria.ee.alex_triage
 '''
@@ -66,6 +81,13 @@ EXAMPLES = r'''
 - name: Probe the API through a port-forward
   alexandria.ee.alex_ready:
     base_url: http://localhost:8080
+  register: probe
+
+- name: Probe the API without a port-forward, through the Kubernetes service proxy
+  alexandria.ee.alex_ready:
+    kubeconfig: ~/.kube/config
+    namespace: alexandria
+    release: alexandria-ee
   register: probe
 
 - name: Wait up to two minutes for the API to serve again after a fix
@@ -144,10 +166,17 @@ waited_s:
   type: float
   sample: 6.1
 url:
-  description: The base URL probed, without any credentials it contained.
+  description:
+    - The base URL probed, without any credentials it contained; on the service proxy route the Kubernetes API
+      server's URL with the proxy path.
   returned: always
   type: str
   sample: http://localhost:8080
+api_route:
+  description: How the API was reached, V(base_url) or V(service_proxy) (the Kubernetes API server's service proxy).
+  returned: always
+  type: str
+  sample: service_proxy
 '''
 
 from urllib.parse import urlsplit, urlunsplit
@@ -158,7 +187,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
     REQUESTS_IMPORT_ERROR,
     ApiClient,
     ApiError,
-    api_argument_spec,
+    api_route_argument_spec,
 )
 from ansible_collections.alexandria.ee.plugins.module_utils import readiness
 
@@ -173,7 +202,7 @@ def safe_url(url):
 
 
 def main():
-    argument_spec = api_argument_spec()
+    argument_spec = api_route_argument_spec()
     argument_spec.update(
         retries=dict(type="int", default=2),
         retry_delay=dict(type="float", default=0.5),
@@ -183,16 +212,17 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    try:
-        password = urlsplit(params["base_url"]).password
-    except ValueError:
-        password = None
-    if password:
-        module.no_log_values.add(password)
-    url = safe_url(params["base_url"])
-    parts = urlsplit(params["base_url"]) if url != "(unparsable URL)" else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        module.fail_json(msg="base_url must be an http:// or https:// URL, got %r" % url, url=url)
+    if params["base_url"]:
+        try:
+            password = urlsplit(params["base_url"]).password
+        except ValueError:
+            password = None
+        if password:
+            module.no_log_values.add(password)
+        url = safe_url(params["base_url"])
+        parts = urlsplit(params["base_url"]) if url != "(unparsable URL)" else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            module.fail_json(msg="base_url must be an http:// or https:// URL, got %r" % url, url=url)
     for name in ("timeout", "wait_timeout", "wait_sleep"):
         if params[name] <= 0:
             module.fail_json(msg="%s must be greater than 0" % name)
@@ -202,13 +232,16 @@ def main():
         client = ApiClient.from_params(params)
     except ApiError as exc:
         module.fail_json(msg=str(exc), exception=REQUESTS_IMPORT_ERROR)
-
-    if params["wait"]:
-        result = readiness.wait_until_ready(client, params["wait_timeout"], params["wait_sleep"],
-                                            retries=params["retries"], retry_delay=params["retry_delay"])
-    else:
-        result = readiness.probe(client, retries=params["retries"], retry_delay=params["retry_delay"])
-    result.update(changed=False, url=url)
+    try:
+        url = safe_url(client.url())
+        if params["wait"]:
+            result = readiness.wait_until_ready(client, params["wait_timeout"], params["wait_sleep"],
+                                                retries=params["retries"], retry_delay=params["retry_delay"])
+        else:
+            result = readiness.probe(client, retries=params["retries"], retry_delay=params["retry_delay"])
+    except ApiError as exc:  # only fatal ones: the service proxy refused, or no Kubernetes configuration
+        module.fail_json(msg=str(exc), api_route=client.route_name)
+    result.update(changed=False, url=url, api_route=client.route_name)
     if params["wait"] and not (result["ready"] and result["license"]["valid_json"]):
         why = result["reason"] if not result["ready"] else "/license: %s" % result["license"]["error"]
         module.fail_json(msg="%s did not become ready within %ss: %s" % (url, params["wait_timeout"], why), **result)

@@ -341,10 +341,11 @@ def test_bad_arguments(args, message, capsys):
     assert res["failed"] is True and res["msg"].startswith(message)
 
 
-def test_base_url_is_required(monkeypatch, capsys):
+def test_without_base_url_the_service_proxy_needs_a_kubernetes_configuration(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("ALEX_BASE_URL", raising=False)
-    res = run({}, capsys)
-    assert res["failed"] is True and "base_url" in res["msg"]
+    res = run(dict(kubeconfig=str(tmp_path / "no-such-kubeconfig")), capsys)
+    assert res["failed"] is True and res["api_route"] == "service_proxy"
+    assert res["msg"].startswith("service proxy: cannot load Kubernetes configuration") and "base_url" not in res
 
 
 def test_base_url_from_environment(serve, monkeypatch, capsys):

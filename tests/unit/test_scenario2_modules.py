@@ -108,11 +108,17 @@ def test_bad_issuer_key_is_a_clear_failure(issuer, capsys):
     assert blob not in raw
 
 
-def test_query_and_present_need_base_url(pem, capsys, monkeypatch):
+def test_query_without_base_url_goes_to_the_service_proxy(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("ALEX_BASE_URL", raising=False)
-    for state in ("query", "present"):
-        res = result_of(alex_license, dict(state=state, blob="ALXLIC1.dummy.dummy", issuer_public_key=pem), capsys)
-        assert res["failed"] and "base_url" in res["msg"]
+    res = result_of(alex_license, dict(state="query", kubeconfig=str(tmp_path / "no-such-kubeconfig")), capsys)
+    assert res["failed"] and res["msg"].startswith("service proxy: cannot load Kubernetes configuration")
+
+
+def test_seats_without_base_url_says_the_admin_token_cannot_cross_the_service_proxy(capsys, monkeypatch):
+    monkeypatch.delenv("ALEX_BASE_URL", raising=False)
+    res = result_of(alex_seats, dict(admin_token=TOKEN), capsys)
+    assert res["failed"] and res["msg"].startswith("the admin API needs base_url: its token travels in the "
+                                                   "Authorization header, which the Kubernetes API server removes")
 
 
 def test_present_refuses_invalid_blob_before_any_request(issuer, pem, closed_url, capsys):
