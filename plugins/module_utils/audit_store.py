@@ -349,7 +349,7 @@ def default_workers():
 
 def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
                  key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, snapshot=None, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None,
-                 start_seqs=None):
+                 start_seqs=None, max_rows=None):
     """Verify tenants (all when tenant_ids is None) in conn's current transaction/snapshot.
 
     start_seqs: {tenant: seq} reads only that tenant's rows from seq on (incremental verification
@@ -375,6 +375,11 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
                 bounds[tenant_id] = found
         anchors = load_anchors(cur, tables, None if tenant_ids is None else tenant_ids)
     valid, invalid = ac.check_anchors(key, anchors)
+    planned = sum(high - low + 1 for low, high in bounds.values())
+    if max_rows and planned > max_rows:
+        # Checked before reading a row: a bounded check (fleet health) must not turn into a full table read.
+        raise AuditError("this verification would read about %d rows, more than max_rows=%d: run the audit chain "
+                         "watch (incremental, with checkpoints) or raise max_rows" % (planned, max_rows))
     if not (connect and snapshot):
         workers = 1
     chunks = plan_chunks(bounds, workers, chunk_rows, min_parallel_rows)

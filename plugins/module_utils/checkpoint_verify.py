@@ -179,7 +179,7 @@ def last_original(cur, tables, tenant_id, seq, written_at):
 
 
 def verify(conn, tables, key, checkpoints, mode="incremental", workers=1, connect=None, snapshot=None,
-           key_mismatch_fraction=0.5, stats=None):
+           key_mismatch_fraction=0.5, stats=None, max_rows=None):
     """Verify every tenant of checkpoints ({tenant: TenantCheckpoint}) in conn's snapshot.
 
     Returns (results {tenant: result}, invalid anchors). Each result is audit_store's, with the
@@ -212,7 +212,7 @@ def verify(conn, tables, key, checkpoints, mode="incremental", workers=1, connec
                     if not (tip and tip[0] == doc["last_row_hmac"]) else "the tenant's anchors changed"
     results, _valid, invalid = st.scan_tenants(conn, tables, key, tenants, workers, connect,
                                                key_mismatch_fraction=key_mismatch_fraction, snapshot=snapshot,
-                                               stats=stats, start_seqs=starts)
+                                               stats=stats, start_seqs=starts, max_rows=max_rows)
     for tenant_id in tenants:
         res = results[tenant_id]
         tcp = checkpoints[tenant_id]

@@ -60,6 +60,13 @@ options:
       - A listed tenant without rows is reported with O(tenants) C(rows=0) and a warning.
     type: list
     elements: str
+  max_rows:
+    description:
+      - Refuse, before reading any row, a verification that would read more than this many rows (estimated from
+        each tenant's seq range, from its checkpoint on when incremental). C(0) means no bound. The fleet health
+        check sets it so that a deployment without checkpoints is never read whole.
+    type: int
+    default: 0
   key_mismatch_fraction:
     description:
       - Fraction of a tenant's rows (of at least 2) failing their HMAC, with intact links, above which the probable
@@ -258,6 +265,7 @@ def argument_spec():
     spec.update(
         tenants=dict(type="list", elements="str"),
         key_mismatch_fraction=dict(type="float", default=0.5, no_log=False),
+        max_rows=dict(type="int", default=0),
     )
     return spec
 
@@ -282,7 +290,8 @@ def run(module, creds, cp_key, tables, workers):
             if not stores:
                 results, _valid, invalid = audit_store.scan_tenants(
                     conn, tables, creds.key, params["tenants"], workers, creds.connect,
-                    key_mismatch_fraction=params["key_mismatch_fraction"], snapshot=txn.snapshot, stats=stats)
+                    key_mismatch_fraction=params["key_mismatch_fraction"], snapshot=txn.snapshot, stats=stats,
+                    max_rows=params["max_rows"])
                 return results, invalid, identity, stats, outcome
             with conn.cursor() as cur:
                 audit_store.check_tables(cur, tables, ("logs", "anchors"))
@@ -294,7 +303,7 @@ def run(module, creds, cp_key, tables, workers):
             outcome["witness"] = source
             results, invalid, valid_anchors = cv.verify(
                 conn, tables, creds.key, checkpoints, params["mode"], workers, creds.connect, txn.snapshot,
-                params["key_mismatch_fraction"], stats)
+                params["key_mismatch_fraction"], stats, params["max_rows"])
             docs = {}
             if params["update_checkpoints"] and not orphans:
                 with conn.cursor() as cur:
@@ -325,6 +334,8 @@ def main():
     fraction = module.params["key_mismatch_fraction"]
     if not 0 < fraction <= 1:
         module.fail_json(msg="key_mismatch_fraction must be in (0, 1]")
+    if module.params["max_rows"] < 0:
+        module.fail_json(msg="max_rows must be 0 (no bound) or more")
     creds = am.resolve_credentials(module)
     cp_key = am.checkpoint_key(module, creds)
     tables = am.tables_from_params(module.params)
