@@ -22,8 +22,15 @@ RESTART_CAUSES = ("orchestrator_socket_missing", "orchestrator_deadline_exceeded
 ORDER = ("unreachable", "api_not_serving", "audit_chain_failure", "license_renewal", "quota_exceeded", "healthy")
 
 
-def _failed(result):
-    return not isinstance(result, dict) or bool(result.get("failed")) or bool(result.get("skipped"))
+# The key each probe's success carries (the role registers the probes with ignore_errors, so a failure also says
+# failed=true).
+SUCCESS_KEYS = {"ready": "ready", "triage": "causes", "license": "valid", "seats": "users_total", "audit": "verified"}
+
+
+def _failed(result, probe):
+    if not isinstance(result, dict) or result.get("skipped") or not result:
+        return True
+    return bool(result.get("failed")) or SUCCESS_KEYS[probe] not in result
 
 
 def _msg(result):
@@ -49,14 +56,14 @@ def command(playbook, host, inventories=(), extra=(), check=False):
 
 def api_check(ready, triage):
     """S1: /ready, /license and the triage causes with their evidence."""
-    out = {"checked": not _failed(ready), "ready": None, "status": None, "reason": None, "causes": []}
-    if not _failed(ready):
+    out = {"checked": not _failed(ready, "ready"), "ready": None, "status": None, "reason": None, "causes": []}
+    if out["checked"]:
         out.update(ready=bool(ready.get("ready")), status=ready.get("status"), reason=ready.get("reason"),
                    route=ready.get("api_route"))
         lic = ready.get("license") or {}
         out["license_endpoint"] = {"status": lic.get("status"), "valid": (lic.get("body") or {}).get("valid")} \
             if isinstance(lic, dict) and "status" in lic else None
-    if isinstance(triage, dict) and not _failed(triage):
+    if not _failed(triage, "triage"):
         out["causes"] = [{"code": c.get("code"), "evidence": list(c.get("evidence") or [])[:5],
                           "next_step": c.get("next_step")}
                          for c in triage.get("causes") or [] if c.get("code") not in ("healthy",)]
@@ -65,7 +72,7 @@ def api_check(ready, triage):
 
 def quota_check(license_result, seats, warn_days, min_headroom):
     """S2: seats and tenants used and allowed, headroom, exhausted quotas, days until the license expires."""
-    if _failed(license_result):
+    if _failed(license_result, "license"):
         return {"checked": False}
     lic = license_result
     out = {"checked": True, "valid": lic.get("valid"), "reason": lic.get("reason"),
@@ -82,14 +89,14 @@ def quota_check(license_result, seats, warn_days, min_headroom):
     out["short"] = low
     days = lic.get("expires_in_days")
     out["expiring"] = bool(lic.get("valid")) and isinstance(days, (int, float)) and days <= warn_days
-    if isinstance(seats, dict) and not _failed(seats):
+    if not _failed(seats, "seats"):
         out["inactive_users"] = len(seats.get("inactive_users") or [])
     return out
 
 
 def audit_check(audit):
     """S3: the audit chain (incremental against the checkpoints when they exist)."""
-    if _failed(audit):
+    if _failed(audit, "audit"):
         return {"checked": False}
     tenants = audit.get("tenants") or {}
     modes = sorted(set(r.get("mode", "full") for r in tenants.values()))
@@ -100,9 +107,9 @@ def audit_check(audit):
 
 
 def problems_of(probes):
-    """One line per probe that could not answer: [(name, result)] -> ["name: words"]."""
-    return ["%s: %s" % (name, _msg(result)) for name, result in probes
-            if isinstance(result, dict) and result.get("failed")]
+    """One line per probe that ran and could not answer: [(name, probe, result)] -> ["name: words"]."""
+    return ["%s: %s" % (name, _msg(result)) for name, probe, result in probes
+            if isinstance(result, dict) and result and not result.get("skipped") and _failed(result, probe)]
 
 
 def classify(host, inventories, ready, triage, license_result, seats, audit, warn_days=30, min_headroom=1,
@@ -111,13 +118,16 @@ def classify(host, inventories, ready, triage, license_result, seats, audit, war
     api = api_check(ready, triage)
     quota = quota_check(license_result, seats, warn_days, min_headroom)
     chain = audit_check(audit)
-    problems = problems_of([("api", ready), ("kubernetes", triage), ("license", license_result),
-                            ("admin api", seats), ("audit chain", audit)])
+    problems = problems_of([("api", "ready", ready), ("kubernetes", "triage", triage),
+                            ("license", "license", license_result), ("admin api", "seats", seats),
+                            ("audit chain", "audit", audit)])
+    if api["checked"] and api["status"] is None:
+        problems.insert(0, "api: %s" % (api["reason"] or "no answer"))
     codes = [c["code"] for c in api["causes"]]
     no_answer = api["checked"] is False or api["status"] is None
     extra = []
     check = False
-    if no_answer and _failed(triage) and not quota["checked"] and not chain["checked"]:
+    if no_answer and _failed(triage, "triage") and not quota["checked"] and not chain["checked"]:
         scenario, playbook, check = "unreachable", "api_not_serving", True
     elif api["ready"] is False or no_answer:
         top = codes[0] if codes else None
