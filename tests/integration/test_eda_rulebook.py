@@ -117,7 +117,13 @@ def test_alerts_launch_diagnosis_only_runs_throttled_per_deployment(lab, tmp_pat
         time.sleep(5)  # room for any run that should not happen
         recaps = _recaps(log_path)
         assert recaps == [["deploy-a"], ["deploy-b"]], log_path.read_text()[-3000:]
+        # An alert that names no scenario runs the read-only fleet health for its deployment, which names it.
+        assert _post(port, "unknown_alert_deploy_b.json")[1]["accepted"] == 1
+        _wait_for(lambda: len(_recaps(log_path)) >= 3, 180, "the fleet health run")
+        assert _recaps(log_path)[2] == ["deploy-b"]
         text = log_path.read_text()
+        assert "alexandria.ee.health : Which scenario, and the exact command to run next" in text
+        assert "api_not_serving - /ready 503; causes orchestrator_socket_missing" in text
         # Each run named the cause and stopped at the restart gate; the pod was never deleted.
         assert text.count("orchestrator_socket_missing") >= 2
         assert "api_not_serving_allow_restart" in text
