@@ -57,7 +57,8 @@ class Controller:
         self.types = dict((t["name"], t) for t in self.config["controller_credential_types"])
         info = lab.info
         # The vault of the configuration: what the credentials' vault_* placeholders stand for on this lab.
-        self.vault = {"vault_prod_eu_admin_token": info["admin_token"], "vault_prod_eu_k8s_token": info["k8s_token"]}
+        self.vault = {"vault_prod_eu_admin_token": info["admin_token"], "vault_prod_eu_k8s_token": info["k8s_token"],
+                      "vault_alexandria_checkpoint_key": info["checkpoint_key"]}
         printed = json.loads(lab.cli("inventory", "--host", HOST).stdout)["all"]["children"]["alexandria"]["hosts"]
         host = dict((k, v) for k, v in printed[HOST].items()
                     if k in ("alex_base_url", "alex_namespace", "alex_release", "alex_license_issuer_public_key"))
@@ -232,6 +233,6 @@ def test_workflow_retires_exactly_the_approved_plan(controller):
     assert verify.host(HOST)["result"] == "verified" and verify.host(HOST)["check_mode"] is True
     assert chain_verified(lab) == (True, [])
     assert audit_state(lab)[1:] == (3, 2)  # 3 rows quarantined, one anchor per tenant
-    secrets = (lab.info["admin_token"], lab.info["hmac_key"], lab.info["k8s_token"])
+    secrets = (lab.info["admin_token"], lab.info["hmac_key"], lab.info["k8s_token"], lab.info["checkpoint_key"])
     for run in (rehearsal, retire, verify):
         assert not [s for s in secrets if s in json.dumps(run.extra_vars) + run.out]
