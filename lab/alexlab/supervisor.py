@@ -27,7 +27,7 @@ import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from alexlab import k8s_facade, kobjects, pki
+from alexlab import k8s_facade, kobjects, pki, rbac
 from alexlab.common import (SOCKET_PATH, Layout, log_line, parse_quantity, proc_identity, read_json, rfc3339,
                             write_json)
 from alexlab.store import Store
@@ -76,6 +76,7 @@ class Supervisor:
         self.info = read_json(layout.lab_json)
         self.namespace, self.release = self.info["namespace"], self.info["release"]
         self.k8s_token, self.k8s_user = self.info["k8s_token"], "alexlab-sre"
+        self.access = rbac.Access.from_lab(self.info, self.k8s_user)
         self.store = Store()
         self.write_lock = threading.RLock()
         self.event_lock = threading.Lock()
