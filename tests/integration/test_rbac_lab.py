@@ -14,7 +14,9 @@ from ansible.module_utils.testing import patch_module_args
 
 from alexlab import pg as labpg
 from alexlab.testing import LabHandle, kubectl_path
-from ansible_collections.alexandria.ee.plugins.modules import alex_license, alex_pod_restart
+from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup, alex_license, alex_pod_restart
+
+import playbooks
 
 pytestmark = pytest.mark.lab
 
@@ -206,6 +208,102 @@ def test_license_apply_under_the_observer_stops_before_any_change(lab, capsys):
                                               'get deployments.apps "alexandria-ee"')]
     assert blob not in json.dumps(result) and blob not in json.dumps(planned)
     assert resource_versions(lab) == before
+
+
+# -- every scenario's --check rehearsal passes under the observer ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def play(lab, tmp_path_factory):
+    """Run a playbook of the collection against the lab as inventory host `lab` (its alex_* host variables, so
+    the observer's kubeconfig); returns a function (name, *args, **variables) -> playbooks.Run."""
+    root = tmp_path_factory.mktemp("rbacplay")
+    inventory = root / "inventory.yml"
+    inventory.write_text(lab.cli("inventory", "--host", "lab").stdout)
+    os.chmod(inventory, 0o600)
+
+    def run(name, *args, **variables):
+        variables = dict(dict(alex_target="alexandria", alex_report_dir=str(root / "reports")), **variables)
+        return playbooks.run_playbook(name, root, *args, inventory=inventory, variables=variables)
+    run.root = root
+    return run
+
+
+def test_api_not_serving_check_under_the_observer_and_the_real_restart_stops(lab, play):
+    lab.cli("break", "orchestrator-crash")
+    try:
+        before = pods(lab), resource_versions(lab)
+        rehearsal = play("api_not_serving", "--check")
+        assert rehearsal.rc == 0, rehearsal.out[-3000:]
+        assert rehearsal.host("lab")["result"] == "planned"
+        assert [a["action"] for a in rehearsal.host("lab")["actions"]] == ["restart_pods"]
+        assert "a real run would stop before deleting pods" in rehearsal.out
+        real = play("api_not_serving", api_not_serving_allow_restart=True)
+        assert real.rc != 0
+        assert 'missing Kubernetes permission: delete pods "%s" in namespace alexandria (granted by %s' % (
+            before[0][0][0], RESPONDER_ROLE) in real.failure()
+        assert (pods(lab), resource_versions(lab)) == before
+    finally:
+        lab.cli("heal", "orchestrator-crash")
+
+
+def test_api_not_serving_oom_check_under_the_observer(lab, play):
+    lab.cli("break", "oom")
+    try:
+        rehearsal = play("api_not_serving", "--check", api_not_serving_memory_limit="1Gi")
+        assert rehearsal.rc == 0, rehearsal.out[-3000:]
+        assert [a["action"] for a in rehearsal.host("lab")["actions"]] == ["helm_upgrade"]
+    finally:
+        lab.cli("heal", "oom")
+
+
+def test_quota_exceeded_check_under_the_observer(lab, play):
+    lab.cli("break", "seats-exhausted")
+    try:
+        lab.cli("seed-users", "--inactive", "3", "--inactive-days", "120")
+        rehearsal = play("quota_exceeded", "--check", quota_exceeded_free_seats=True, quota_exceeded_max_deactivate=5)
+        assert rehearsal.rc == 0, rehearsal.out[-3000:]
+        assert rehearsal.host("lab")["result"] == "planned"
+    finally:
+        lab.cli("heal", "seats-exhausted")
+
+
+def test_license_renewal_check_under_the_observer(lab, play):
+    blob_file = play.root / "renewed.blob"
+    blob_file.write_text(lab.cli("license", "mint", "--seats", "40", "--tenants", "8", "--tier",
+                                 "enterprise").stdout.strip())
+    os.chmod(blob_file, 0o600)
+    before = resource_versions(lab)
+    rehearsal = play("license_renewal", "--check", license_renewal_blob_file=str(blob_file))
+    assert rehearsal.rc == 0, rehearsal.out[-3000:]
+    assert [s["action"] for s in rehearsal.record("lab")["plan"]] == ["apply_license"]
+    assert 'a real run would stop before applying the license: missing Kubernetes permission: update secrets ' \
+           '"alexandria-ee-license"' in rehearsal.out
+    real = play("license_renewal", license_renewal_blob_file=str(blob_file))
+    assert real.rc != 0 and "applying the license needs Kubernetes permissions" in real.failure()
+    assert resource_versions(lab) == before
+
+
+def test_audit_chain_check_and_rollback_check_under_the_observer(lab, play, capsys):
+    lab.cli("seed-audit", "--tenants", "1", "--rows", "50", "--prefix", "rbac")
+    # a backup of the intact chain, through the observer: the DSN comes from the main Secret (get
+    # secrets/alexandria-ee), as the playbooks do when no dsn is given
+    backup = play.root / "audit.dump"
+    made = run_module(alex_audit_backup, k8s_args(lab, dest=str(backup)), capsys)
+    assert not made.get("failed"), made["msg"]
+    lab.cli("break", "audit-tamper", "--tenant", "rbac-001", "--seq", "10-11")
+    try:
+        evidence = play.root / "evidence"
+        rehearsal = play("audit_chain_failure", "--check", audit_chain_evidence_dir=str(evidence),
+                         audit_chain_incident_id="INC-RBAC", audit_chain_signoff="CR-1", audit_chain_confirm=True)
+        assert rehearsal.rc == 0, rehearsal.out[-3000:]
+        assert rehearsal.host("lab")["result"] == "planned"
+        rollback = play("audit_chain_rollback", "--check", audit_chain_backup=str(backup),
+                        audit_chain_confirm_rollback=True)
+        assert rollback.rc == 0, rollback.out[-3000:]
+        assert rollback.host("lab")["result"] == "planned"
+    finally:
+        lab.cli("heal", "audit-tamper")
 
 
 def test_pod_restart_under_the_responder_works(lab, capsys):
