@@ -77,7 +77,8 @@ def write_kubeconfigs(layout, k8s_url, info, chosen):
         account = info["k8s_service_accounts"].get(role) or {"token": info["k8s_token"],
                                                              "service_account": "alexlab-sre"}
         paths[role] = layout.path("kubeconfig-%s" % role)
-        for path in (paths[role], layout.kubeconfig) if role == {"none": "admin"}.get(chosen, chosen) else (paths[role],):
+        chosen_here = role == {"none": "admin"}.get(chosen, chosen)
+        for path in (paths[role], layout.kubeconfig) if chosen_here else (paths[role],):
             write_kubeconfig(layout, k8s_url, account["token"], info["namespace"], path, account["service_account"])
     return paths
 

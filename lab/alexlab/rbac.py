@@ -4,8 +4,9 @@ A request is a `Request` (verb, API group, resource, subresource, namespace, nam
 rule of a Role bound (RoleBinding, same namespace) to the user matches all of: apiGroups, resources
 (`pods/log` for a subresource; `*` and `*/log` wildcards), verbs, and resourceNames (a rule with
 resourceNames never matches a request without a name: list, watch, create). Roles and bindings are read
-from the shipped manifests (extensions/rbac/), re-targeted to the lab's namespace as kustomize's
-`namespace:` would. Everything here is a pure function of its arguments except `load_policy`.
+from the shipped manifests (extensions/rbac/), moved from the default namespaces `alexandria` and
+`alexandria-<suffix>` to the lab's `<ns>` and `<ns>-<suffix>`. Everything here is a pure function of its
+arguments except `load_policy`.
 """
 import collections
 import glob
@@ -15,6 +16,7 @@ import os
 import yaml
 
 Request = collections.namedtuple("Request", "verb group resource subresource namespace name")
+MANIFEST_NAMESPACE = "alexandria"  # what extensions/rbac/ is written for
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 AUTHZ_GROUP = "authorization.k8s.io"
 # Granted to every authenticated user by system:basic-user and system:discovery in a real cluster.
@@ -36,27 +38,36 @@ def request_for(verb, group, resource, namespace, name):
 # -- the documents ------------------------------------------------------------------------------------
 
 
+def relocate(manifest_namespace, namespace):
+    """`alexandria` -> namespace, `alexandria-audit` -> namespace + `-audit`; any other name stays."""
+    if manifest_namespace == MANIFEST_NAMESPACE or (manifest_namespace or "").startswith(MANIFEST_NAMESPACE + "-"):
+        return namespace + manifest_namespace[len(MANIFEST_NAMESPACE):]
+    return manifest_namespace
+
+
 def parse_policy(texts, namespace):
-    """{"roles": {name: rules}, "bindings": [binding]} from manifest texts, every object moved to namespace."""
-    policy = {"roles": {}, "bindings": [], "service_accounts": []}
+    """{"roles": {(namespace, name): rules}, "bindings": [binding], "service_accounts": [(namespace, name)]} from
+    manifest texts, moved to the lab's namespace (relocate)."""
+    policy = {"roles": {}, "bindings": [], "service_accounts": [], "namespace": namespace}
     for text in texts:
         for doc in yaml.safe_load_all(text):
             if not isinstance(doc, dict):
                 continue
-            kind, name = doc.get("kind"), (doc.get("metadata") or {}).get("name")
+            kind, meta = doc.get("kind"), doc.get("metadata") or {}
+            where = relocate(meta.get("namespace") or MANIFEST_NAMESPACE, namespace)
             if kind == "Role":
-                policy["roles"][name] = doc.get("rules") or []
+                policy["roles"][(where, meta.get("name"))] = doc.get("rules") or []
             elif kind == "RoleBinding":
                 subjects = []
                 for subject in doc.get("subjects") or []:
                     subject = dict(subject)
                     if subject.get("kind") == "ServiceAccount":
-                        subject["namespace"] = namespace
+                        subject["namespace"] = relocate(subject.get("namespace") or where, namespace)
                     subjects.append(subject)
-                policy["bindings"].append({"name": name, "roleRef": doc.get("roleRef") or {}, "subjects": subjects})
+                policy["bindings"].append({"name": meta.get("name"), "namespace": where,
+                                           "roleRef": doc.get("roleRef") or {}, "subjects": subjects})
             elif kind == "ServiceAccount":
-                policy["service_accounts"].append(name)
-    policy["namespace"] = namespace
+                policy["service_accounts"].append((where, meta.get("name")))
     return policy
 
 
@@ -70,10 +81,10 @@ def load_policy(directory, namespace):
 
 
 def service_account_for_role(policy, role):
-    """The ServiceAccount a RoleBinding binds Role `role` to (the lab mints its token)."""
+    """The ServiceAccount a RoleBinding in the lab's namespace binds Role `role` to (the lab mints its token)."""
     for binding in policy["bindings"]:
         ref = binding["roleRef"]
-        if ref.get("kind") == "Role" and ref.get("name") == role:
+        if binding["namespace"] == policy["namespace"] and ref.get("kind") == "Role" and ref.get("name") == role:
             for subject in binding["subjects"]:
                 if subject.get("kind") == "ServiceAccount":
                     return subject["name"]
@@ -122,24 +133,26 @@ def rule_matches(rule, request):
 
 
 def authorize(policy, user, request):
-    """(allowed, reason). Roles bind only in their own namespace: cluster-scoped requests are never allowed."""
-    if not request.namespace or request.namespace != policy["namespace"]:
+    """(allowed, reason). A RoleBinding grants its Role's rules in its own namespace only: cluster-scoped
+    requests are never allowed."""
+    if not request.namespace:
         return False, ""
     groups = user_groups(user)
     for binding in policy["bindings"]:
         ref = binding["roleRef"]
-        if ref.get("kind") != "Role" or ref.get("name") not in policy["roles"]:
+        rules = policy["roles"].get((binding["namespace"], ref.get("name")))
+        if binding["namespace"] != request.namespace or ref.get("kind") != "Role" or rules is None:
             continue
         subject = next((s for s in binding["subjects"] if _subject_matches(s, user, groups)), None)
         if subject is None:
             continue
-        for rule in policy["roles"][ref["name"]]:
+        for rule in rules:
             if rule_matches(rule, request):
                 who = subject.get("name")
                 if subject.get("kind") == "ServiceAccount":
                     who = "%s/%s" % (subject["name"], subject["namespace"])
                 return True, 'RBAC: allowed by RoleBinding "%s/%s" of Role "%s" to %s "%s"' % (
-                    binding["name"], policy["namespace"], ref["name"], subject.get("kind"), who)
+                    binding["name"], binding["namespace"], ref["name"], subject.get("kind"), who)
     return False, ""
 
 

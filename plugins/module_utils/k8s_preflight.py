@@ -27,15 +27,17 @@ MANIFESTS = "extensions/rbac/ in the alexandria.ee collection"
 GROUPS = {"pods": "", "events": "", "secrets": "", "services": "", "deployments": "apps"}
 
 # (verb, resource) -> (the least shipped Role that grants it, the names it is pinned to or None for any name).
-# Mirrors extensions/rbac/; tests/unit/test_k8s_preflight.py checks it against the manifests.
+# Mirrors extensions/rbac/ (Roles of the same names in the product's namespace and in the audit-checkpoint
+# namespace); tests/unit/test_k8s_preflight.py checks it against the manifests.
 GRANTED_BY = {
     ("list", "pods"): (OBSERVER_ROLE, None),
     ("get", "pods/log"): (OBSERVER_ROLE, None),
     ("list", "events"): (OBSERVER_ROLE, None),
-    ("get", "secrets"): (OBSERVER_ROLE, ("alexandria-ee", "alexandria-ee-license")),
+    ("get", "secrets"): (OBSERVER_ROLE, ("alexandria-ee", "alexandria-ee-license",
+                                         "alexandria-ee-audit-checkpoints")),
     ("get", "services/proxy"): (OBSERVER_ROLE, ("alexandria-ee", "alexandria-ee:80", "alexandria-ee:http")),
     ("delete", "pods"): (RESPONDER_ROLE, None),
-    ("update", "secrets"): (RESPONDER_ROLE, ("alexandria-ee-license",)),
+    ("update", "secrets"): (RESPONDER_ROLE, ("alexandria-ee-license", "alexandria-ee-audit-checkpoints")),
     ("create", "secrets"): (RESPONDER_ROLE, None),
     ("get", "deployments"): (RESPONDER_ROLE, ("alexandria-ee",)),
     ("patch", "deployments"): (RESPONDER_ROLE, ("alexandria-ee",)),
@@ -63,8 +65,15 @@ def license_needs(namespace, secret_name=None, secret_exists=True, deployment=No
         needs.append(Need("update", "secrets", secret_name, namespace) if secret_exists
                      else Need("create", "secrets", None, namespace))
     if deployment:
-        needs += [Need("patch", "deployments", deployment, namespace), Need("get", "deployments", deployment, namespace)]
+        needs += [Need("patch", "deployments", deployment, namespace),
+                  Need("get", "deployments", deployment, namespace)]
     return needs
+
+
+def checkpoint_needs(namespace, secret_name, secret_exists=True):
+    """alex_audit_verify advancing its checkpoints in a Secret: replace it, or create it the first time."""
+    return [Need("update", "secrets", secret_name, namespace) if secret_exists
+            else Need("create", "secrets", None, namespace)]
 
 
 # -- words ------------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from alexlab.rbac import Request
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 MANIFESTS = REPO / "extensions" / "rbac"
 NS = "alexandria"
+AUDIT_NS = "alexandria-audit"
+CHECKPOINTS = "alexandria-ee-audit-checkpoints"
 OBSERVER = rbac.service_account_user(NS, "alexandria-ee-observer")
 RESPONDER = rbac.service_account_user(NS, "alexandria-ee-responder")
 
@@ -43,7 +45,8 @@ def req(verb, resource, name="", group="", namespace=NS):
      req("patch", "deployments/scale", "d", "apps"), False),
     # resourceNames: a named rule never matches a request without a name (list, watch, create)
     (dict(apiGroups=[""], resources=["secrets"], resourceNames=["a"], verbs=["get"]), req("get", "secrets", "a"), True),
-    (dict(apiGroups=[""], resources=["secrets"], resourceNames=["a"], verbs=["get"]), req("get", "secrets", "b"), False),
+    (dict(apiGroups=[""], resources=["secrets"], resourceNames=["a"], verbs=["get"]),
+     req("get", "secrets", "b"), False),
     (dict(apiGroups=[""], resources=["secrets"], resourceNames=["a"], verbs=["list"]), req("list", "secrets"), False),
     (dict(apiGroups=[""], resources=["secrets"], resourceNames=["a"], verbs=["create"]),
      req("create", "secrets"), False),
@@ -58,11 +61,11 @@ def test_rule_matches(rule, request_, allowed):
 
 
 def policy_of(rules, subjects=None):
-    subjects = subjects or [dict(kind="ServiceAccount", name="bot", namespace="elsewhere")]
+    subjects = subjects or [dict(kind="ServiceAccount", name="bot", namespace="alexandria")]
     text = "\n---\n".join([
-        "kind: Role\nmetadata: {name: r, namespace: x}\nrules: %s" % rules,
-        "kind: RoleBinding\nmetadata: {name: rb, namespace: x}\nroleRef: {kind: Role, name: r}\nsubjects: %s" % (
-            subjects,)])
+        "kind: Role\nmetadata: {name: r, namespace: alexandria}\nrules: %s" % rules,
+        "kind: RoleBinding\nmetadata: {name: rb, namespace: alexandria}\nroleRef: {kind: Role, name: r}\n"
+        "subjects: %s" % (subjects,)])
     return rbac.parse_policy([text], NS)
 
 
@@ -129,6 +132,17 @@ def test_access_review_answers_and_refuses_bad_bodies():
             rbac.access_review(bad, decide)
 
 
+def test_manifests_move_to_the_labs_namespace():
+    assert rbac.relocate("alexandria", "prod") == "prod"
+    assert rbac.relocate("alexandria-audit", "prod") == "prod-audit"
+    assert rbac.relocate("kube-system", "prod") == "kube-system"
+    policy = rbac.load_policy(str(MANIFESTS), "prod")
+    bot = rbac.service_account_user("prod", "alexandria-ee-responder")
+    assert rbac.authorize(policy, bot, req("update", "secrets", CHECKPOINTS, namespace="prod-audit"))[0]
+    assert rbac.authorize(policy, bot, req("delete", "pods", "p", namespace="prod"))[0]
+    assert not rbac.authorize(policy, RESPONDER, req("delete", "pods", "p"))[0]  # alexandria's SA: not bound
+
+
 def test_fault_rules_and_the_admin():
     access = rbac.Access("admin-token", "alexlab-sre", {"sa-token": OBSERVER},
                          rbac.load_policy(str(MANIFESTS), NS))
@@ -154,6 +168,7 @@ CHECK_RUN_READS = [
     req("get", "secrets", "alexandria-ee-license"),                       # triage, alex_license
     req("get", "secrets", "alexandria-ee"),                               # audit modules (dsn, hmac key)
     req("get", "services/proxy", "alexandria-ee:80"),                     # HTTP modules through the proxy
+    req("get", "secrets", CHECKPOINTS, namespace=AUDIT_NS),               # alex_audit_verify checkpoints
 ]
 REAL_RUN_WRITES = [
     req("delete", "pods", "alexandria-ee-abc-xyz"),                       # alex_pod_restart
@@ -161,14 +176,17 @@ REAL_RUN_WRITES = [
     req("create", "secrets"),                                            # alex_license, the Secret missing
     req("patch", "deployments", "alexandria-ee", "apps"),                 # alex_license restart
     req("get", "deployments", "alexandria-ee", "apps"),                   # alex_license waits for the rollout
+    req("update", "secrets", CHECKPOINTS, namespace=AUDIT_NS),            # alex_audit_verify advances them
+    req("create", "secrets", namespace=AUDIT_NS),                        # alex_audit_verify, the first one
 ]
 
 
 def test_the_service_accounts_are_bound_to_their_roles():
     assert rbac.service_account_for_role(POLICY, "alexandria-ee-observer") == "alexandria-ee-observer"
     assert rbac.service_account_for_role(POLICY, "alexandria-ee-responder") == "alexandria-ee-responder"
-    assert sorted(POLICY["roles"]) == ["alexandria-ee-observer", "alexandria-ee-responder"]
-    assert sorted(POLICY["service_accounts"]) == ["alexandria-ee-observer", "alexandria-ee-responder"]
+    assert sorted(POLICY["roles"]) == [(NS, "alexandria-ee-observer"), (NS, "alexandria-ee-responder"),
+                                       (AUDIT_NS, "alexandria-ee-observer"), (AUDIT_NS, "alexandria-ee-responder")]
+    assert sorted(POLICY["service_accounts"]) == [(NS, "alexandria-ee-observer"), (NS, "alexandria-ee-responder")]
 
 
 @pytest.mark.parametrize("request_", CHECK_RUN_READS, ids=lambda r: "%s-%s/%s" % (r.verb, r.resource, r.subresource))
@@ -183,19 +201,21 @@ def test_only_the_responder_changes_things(request_):
     assert rbac.authorize(POLICY, RESPONDER, request_)[0]
 
 
-def test_observer_grants_nothing_more():
-    """Every rule of the observer is one of the check runs' reads; no write verb anywhere."""
-    for rule in POLICY["roles"]["alexandria-ee-observer"]:
+@pytest.mark.parametrize("namespace", [NS, AUDIT_NS])
+def test_observer_grants_nothing_more(namespace):
+    """No write verb, no wildcard, in either namespace."""
+    for rule in POLICY["roles"][(namespace, "alexandria-ee-observer")]:
         assert set(rule["verbs"]) <= {"get", "list"}, rule
         assert "*" not in rule["resources"] + rule["apiGroups"], rule
 
 
-def test_responder_includes_every_observer_rule():
-    responder = POLICY["roles"]["alexandria-ee-responder"]
-    for rule in POLICY["roles"]["alexandria-ee-observer"]:
+@pytest.mark.parametrize("namespace", [NS, AUDIT_NS])
+def test_responder_includes_every_observer_rule(namespace):
+    responder = POLICY["roles"][(namespace, "alexandria-ee-responder")]
+    for rule in POLICY["roles"][(namespace, "alexandria-ee-observer")]:
         for group, resource, verb in itertools.product(rule["apiGroups"], rule["resources"], rule["verbs"]):
             for name in rule.get("resourceNames") or [""]:
-                request_ = rbac.request_for(verb, group, resource, NS, name)
+                request_ = rbac.request_for(verb, group, resource, namespace, name)
                 assert any(rbac.rule_matches(r, request_) for r in responder), request_
 
 
@@ -205,6 +225,8 @@ def test_responder_includes_every_observer_rule():
     req("delete", "deployments", "alexandria-ee", "apps"), req("patch", "deployments/scale", "alexandria-ee", "apps"),
     req("create", "pods/exec", "alexandria-ee-abc-xyz"), req("get", "services/proxy", "other:80"),
     req("list", "pods", namespace="kube-system"), req("get", "namespaces", "alexandria", namespace=None),
+    req("get", "secrets", CHECKPOINTS), req("update", "secrets", "alexandria-ee-license", namespace=AUDIT_NS),
+    req("get", "secrets", "alexandria-ee", namespace=AUDIT_NS), req("list", "secrets", namespace=AUDIT_NS),
 ])
 def test_responder_is_pinned(request_):
     assert not rbac.authorize(POLICY, RESPONDER, request_)[0]

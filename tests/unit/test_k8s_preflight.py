@@ -14,6 +14,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_preflight import
 
 MANIFESTS = pathlib.Path(__file__).resolve().parent.parent.parent / "extensions" / "rbac"
 NS = "alexandria"
+AUDIT_NS = "alexandria-audit"
 POLICY = rbac.load_policy(str(MANIFESTS), NS)
 USERS = {role: rbac.service_account_user(NS, rbac.service_account_for_role(POLICY, role))
          for role in (kp.OBSERVER_ROLE, kp.RESPONDER_ROLE)}
@@ -21,13 +22,19 @@ USERS = {role: rbac.service_account_user(NS, rbac.service_account_for_role(POLIC
 
 def allowed(role, need):
     group = kp.GROUPS[need.resource.split("/")[0]]
-    return rbac.authorize(POLICY, USERS[role], rbac.request_for(need.verb, group, need.resource, NS, need.name))[0]
+    request = rbac.request_for(need.verb, group, need.resource, need.namespace, need.name)
+    return rbac.authorize(POLICY, USERS[role], request)[0]
 
 
 def test_pod_restart_needs():
     assert kp.pod_restart_needs(NS, ["a", "b"]) == [Need("delete", "pods", "a", NS), Need("delete", "pods", "b", NS),
                                                     Need("list", "pods", None, NS)]
     assert kp.pod_restart_needs(NS, ["a"], wait=False) == [Need("delete", "pods", "a", NS)]
+
+
+def test_checkpoint_needs():
+    assert kp.checkpoint_needs(AUDIT_NS, "cp") == [Need("update", "secrets", "cp", AUDIT_NS)]
+    assert kp.checkpoint_needs(AUDIT_NS, "cp", False) == [Need("create", "secrets", None, AUDIT_NS)]
 
 
 def test_license_needs():
@@ -60,7 +67,7 @@ def test_findings_name_verb_resource_namespace_and_role():
         "in extensions/rbac/ in the alexandria.ee collection)")
     assert kp.finding(Need("update", "secrets", "custom-license", NS)).endswith(
         "(Role alexandria-ee-responder in extensions/rbac/ in the alexandria.ee collection grants it only for "
-        "alexandria-ee-license: add custom-license to that rule's resourceNames)")
+        "alexandria-ee-license, alexandria-ee-audit-checkpoints: add custom-license to that rule's resourceNames)")
     assert kp.finding(Need("delete", "secrets", "x", NS)).endswith("(no Role in extensions/rbac/ in the "
                                                                    "alexandria.ee collection grants it)")
     message = kp.failure_message("deleting pods a", [Need("delete", "pods", "a", NS)])
@@ -82,7 +89,8 @@ def test_granted_by_matches_the_manifests(key):
     verb, resource = key
     role, names = kp.GRANTED_BY[key]
     for name in names or ["any-name" if verb not in ("list", "create", "watch") else None]:
-        need = Need(verb, resource, name, NS)
+        # the checkpoint Secret lives in the audit namespace, everything else in the product's
+        need = Need(verb, resource, name, AUDIT_NS if name == "alexandria-ee-audit-checkpoints" else NS)
         assert allowed(role, need), need
         if role == kp.RESPONDER_ROLE:
             assert not allowed(kp.OBSERVER_ROLE, need), "the least Role is named: %s" % (need,)
@@ -92,7 +100,8 @@ def test_granted_by_matches_the_manifests(key):
 
 def test_every_need_of_the_modules_is_granted_by_the_responder():
     needs = kp.pod_restart_needs(NS, ["alexandria-ee-abc-xyz"]) + kp.license_needs(
-        NS, "alexandria-ee-license", True, "alexandria-ee") + kp.license_needs(NS, "alexandria-ee-license", False)
+        NS, "alexandria-ee-license", True, "alexandria-ee") + kp.license_needs(NS, "alexandria-ee-license", False) + \
+        kp.checkpoint_needs(AUDIT_NS, "alexandria-ee-audit-checkpoints") + kp.checkpoint_needs(AUDIT_NS, "x", False)
     for need in needs:
         assert allowed(kp.RESPONDER_ROLE, need), need
         assert (need.verb, need.resource) in kp.GRANTED_BY
