@@ -199,8 +199,10 @@ def cmd_up(args):
     if args.json:
         print(json.dumps({k: info[k] for k in ("api_url", "k8s_url", "kubeconfig", "namespace")}))
     else:
-        print("lab up in %s: api %s, kubernetes %s (KUBECONFIG=%s)" % (
-            layout.dir, info["api_url"], info["k8s_url"], layout.kubeconfig))
+        account = info["k8s_service_accounts"].get(args.rbac)
+        print("lab up in %s: api %s, kubernetes %s (KUBECONFIG=%s%s)" % (
+            layout.dir, info["api_url"], info["k8s_url"], layout.kubeconfig,
+            ", RBAC of Role alexandria-ee-%s as %s" % (args.rbac, account["user"]) if account else ""))
     return 0
 
 

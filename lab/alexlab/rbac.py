@@ -72,9 +72,16 @@ def parse_policy(texts, namespace):
 
 
 def load_policy(directory, namespace):
-    """The policy of every *.yaml manifest in directory (kustomization.yaml holds no RBAC object)."""
+    """The policy of the files directory/kustomization.yaml lists (what `kubectl apply -k` applies), or of
+    every *.yaml file when there is no kustomization."""
+    kustomization = os.path.join(directory, "kustomization.yaml")
+    if os.path.exists(kustomization):
+        with open(kustomization, encoding="utf-8") as handle:
+            paths = [os.path.join(directory, name) for name in (yaml.safe_load(handle) or {}).get("resources") or []]
+    else:
+        paths = sorted(glob.glob(os.path.join(directory, "*.yaml")))
     texts = []
-    for path in sorted(glob.glob(os.path.join(directory, "*.yaml"))):
+    for path in paths:
         with open(path, encoding="utf-8") as handle:
             texts.append(handle.read())
     return parse_policy(texts, namespace)

@@ -282,6 +282,12 @@ def test_license_renewal_check_under_the_observer(lab, play):
     real = play("license_renewal", license_renewal_blob_file=str(blob_file))
     assert real.rc != 0 and "applying the license needs Kubernetes permissions" in real.failure()
     assert resource_versions(lab) == before
+    # the same real run with the responder's token applies it
+    real = play("license_renewal", license_renewal_blob_file=str(blob_file), license_renewal_wait_timeout=120,
+                alex_kubeconfig=kubeconfig(lab, "responder"))
+    assert real.rc == 0, real.out[-3000:]
+    assert real.host("lab")["result"] == "applied"
+    assert lab.api("GET", "/license", auth=False)[1]["max_seats"] == 40
 
 
 def test_audit_chain_check_and_rollback_check_under_the_observer(lab, play, capsys):

@@ -230,3 +230,13 @@ def test_responder_includes_every_observer_rule(namespace):
 ])
 def test_responder_is_pinned(request_):
     assert not rbac.authorize(POLICY, RESPONDER, request_)[0]
+
+
+def test_the_policy_is_what_the_kustomization_applies(tmp_path):
+    role = "kind: Role\nmetadata: {name: %s, namespace: alexandria}\nrules: []\n"
+    (tmp_path / "listed.yaml").write_text(role % "listed")
+    (tmp_path / "left-out.yaml").write_text(role % "left-out")
+    (tmp_path / "kustomization.yaml").write_text("resources: [listed.yaml]\n")
+    assert sorted(rbac.load_policy(str(tmp_path), NS)["roles"]) == [(NS, "listed")]
+    (tmp_path / "kustomization.yaml").unlink()
+    assert sorted(rbac.load_policy(str(tmp_path), NS)["roles"]) == [(NS, "left-out"), (NS, "listed")]
