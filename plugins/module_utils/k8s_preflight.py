@@ -36,6 +36,7 @@ GRANTED_BY = {
     ("get", "secrets"): (OBSERVER_ROLE, ("alexandria-ee", "alexandria-ee-license",
                                          "alexandria-ee-audit-checkpoints")),
     ("get", "services/proxy"): (OBSERVER_ROLE, ("alexandria-ee", "alexandria-ee:80", "alexandria-ee:http")),
+    ("create", "services/proxy"): (RESPONDER_ROLE, ("alexandria-ee", "alexandria-ee:80", "alexandria-ee:http")),
     ("delete", "pods"): (RESPONDER_ROLE, None),
     ("update", "secrets"): (RESPONDER_ROLE, ("alexandria-ee-license", "alexandria-ee-audit-checkpoints")),
     ("create", "secrets"): (RESPONDER_ROLE, None),

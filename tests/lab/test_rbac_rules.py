@@ -176,6 +176,7 @@ REAL_RUN_WRITES = [
     req("create", "secrets"),                                            # alex_license, the Secret missing
     req("patch", "deployments", "alexandria-ee", "apps"),                 # alex_license restart
     req("get", "deployments", "alexandria-ee", "apps"),                   # alex_license waits for the rollout
+    req("create", "services/proxy", "alexandria-ee:80"),                  # alex_seats POSTs through the proxy
     req("update", "secrets", CHECKPOINTS, namespace=AUDIT_NS),            # alex_audit_verify advances them
     req("create", "secrets", namespace=AUDIT_NS),                        # alex_audit_verify, the first one
 ]
