@@ -241,3 +241,25 @@ def test_the_policy_is_what_the_kustomization_applies(tmp_path):
     assert sorted(rbac.load_policy(str(tmp_path), NS)["roles"]) == [(NS, "listed")]
     (tmp_path / "kustomization.yaml").unlink()
     assert sorted(rbac.load_policy(str(tmp_path), NS)["roles"]) == [(NS, "left-out"), (NS, "listed")]
+
+
+def _field(number, payload):
+    """One length-delimited protobuf field (lengths under 128 here)."""
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def test_kubectl_auth_can_i_protobuf_body_decodes():
+    """What kubectl sends for `auth can-i get pods --subresource=log -n alexandria` (runtime.Unknown envelope)."""
+    from alexlab import protowire
+    attributes = (_field(1, b"alexandria") + _field(2, b"get") + _field(3, b"") + _field(5, b"pods")
+                  + _field(6, b"log") + _field(7, b"p"))
+    review = _field(1, b"") + _field(2, _field(1, attributes))
+    type_meta = _field(1, b"authorization.k8s.io/v1") + _field(2, b"SelfSubjectAccessReview")
+    envelope = protowire.MAGIC + _field(1, type_meta) + _field(2, review)
+    body = protowire.decode(envelope)
+    assert body["spec"] == {"resourceAttributes": {"namespace": "alexandria", "verb": "get", "group": "",
+                                                   "resource": "pods", "subresource": "log", "name": "p"}}
+    decision = rbac.access_review(body, lambda request: (request == Request("get", "", "pods", "log", NS, "p"), ""))
+    assert decision["status"] == {"allowed": True}
+    with pytest.raises(protowire.Unsupported):
+        protowire.decode(protowire.MAGIC + _field(1, _field(1, b"v1") + _field(2, b"ConfigMap")))
