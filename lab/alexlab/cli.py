@@ -11,6 +11,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,10 +21,12 @@ import warnings
 import psycopg2
 from psycopg2 import sql
 
-from alexlab import faults, keys as labkeys, pg, pki, schema, seed
+import yaml
+
+from alexlab import faults, keys as labkeys, pg, pki, rbac, schema, seed
 from alexlab.common import (DATABASE_NAME, NAMESPACE, RELEASE, LabError, Layout, default_dir, ensure_writable_dir,
-                            free_port, kill_ident, port_free, proc_alive, proc_identity, read_json, rfc3339,
-                            write_json)
+                            free_port, kill_ident, port_free, proc_alive, proc_identity, read_json, repo_root,
+                            rfc3339, write_json)
 from alexlab.labclient import LabClient
 
 
@@ -48,21 +51,53 @@ def dir_lock(layout):
         handle.close()
 
 
-def write_kubeconfig(layout, k8s_url, token, namespace):
+RBAC_MANIFESTS = os.path.join(repo_root(), "extensions", "rbac")
+RBAC_ROLES = ("observer", "responder")
+
+
+def service_accounts(namespace):
+    """{role: {service_account, user, token}}: a fresh token for the ServiceAccount that the shipped RoleBinding
+    binds Role alexandria-ee-<role> to (extensions/rbac/, moved to the lab's namespace)."""
+    try:
+        policy = rbac.load_policy(RBAC_MANIFESTS, namespace)
+        accounts = {}
+        for role in RBAC_ROLES:
+            name = rbac.service_account_for_role(policy, "alexandria-ee-" + role)
+            accounts[role] = {"service_account": name, "user": rbac.service_account_user(namespace, name),
+                              "token": secrets.token_urlsafe(32)}
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise LabError("cannot read the RBAC manifests in %s: %s" % (RBAC_MANIFESTS, exc))
+    return accounts
+
+
+def write_kubeconfigs(layout, k8s_url, info, chosen):
+    """DIR/kubeconfig-<admin|observer|responder>, and DIR/kubeconfig as the chosen one (none: admin)."""
+    paths = {}
+    for role in ("admin",) + RBAC_ROLES:
+        account = info["k8s_service_accounts"].get(role) or {"token": info["k8s_token"],
+                                                             "service_account": "alexlab-sre"}
+        paths[role] = layout.path("kubeconfig-%s" % role)
+        chosen_here = role == {"none": "admin"}.get(chosen, chosen)
+        for path in (paths[role], layout.kubeconfig) if chosen_here else (paths[role],):
+            write_kubeconfig(layout, k8s_url, account["token"], info["namespace"], path, account["service_account"])
+    return paths
+
+
+def write_kubeconfig(layout, k8s_url, token, namespace, path, user):
     ca_file = pki.ensure(layout)[0]
     with open(ca_file, "rb") as handle:
         ca_data = base64.b64encode(handle.read()).decode("ascii")
     text = (
         "apiVersion: v1\nkind: Config\n"
         "clusters:\n- name: alexlab\n  cluster:\n    server: %s\n    certificate-authority-data: %s\n"
-        "users:\n- name: alexlab-sre\n  user:\n    token: %s\n"
-        "contexts:\n- name: alexlab\n  context:\n    cluster: alexlab\n    user: alexlab-sre\n    namespace: %s\n"
-        "current-context: alexlab\npreferences: {}\n") % (k8s_url, ca_data, token, namespace)
-    tmp = layout.kubeconfig + ".tmp"
+        "users:\n- name: %s\n  user:\n    token: %s\n"
+        "contexts:\n- name: alexlab\n  context:\n    cluster: alexlab\n    user: %s\n    namespace: %s\n"
+        "current-context: alexlab\npreferences: {}\n") % (k8s_url, ca_data, user, token, user, namespace)
+    tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-    os.replace(tmp, layout.kubeconfig)
+    os.replace(tmp, path)
 
 
 def prepare_database(layout, dsn_arg):
@@ -164,8 +199,10 @@ def cmd_up(args):
     if args.json:
         print(json.dumps({k: info[k] for k in ("api_url", "k8s_url", "kubeconfig", "namespace")}))
     else:
-        print("lab up in %s: api %s, kubernetes %s (KUBECONFIG=%s)" % (
-            layout.dir, info["api_url"], info["k8s_url"], layout.kubeconfig))
+        account = info["k8s_service_accounts"].get(args.rbac)
+        print("lab up in %s: api %s, kubernetes %s (KUBECONFIG=%s%s)" % (
+            layout.dir, info["api_url"], info["k8s_url"], layout.kubeconfig,
+            ", RBAC of Role alexandria-ee-%s as %s" % (args.rbac, account["user"]) if account else ""))
     return 0
 
 
@@ -184,10 +221,11 @@ def start_supervisor(layout, args, ports, keys, blob, dsn, pg_ident, mode):
         # product does not use, a controller directory, and their own key.
         "checkpoint_namespace": args.namespace + "-audit", "checkpoint_secret": RELEASE + "-audit-checkpoints",
         "checkpoint_dir": layout.checkpoints, "checkpoint_key": keys["checkpoint_key"],
+        "rbac": args.rbac, "rbac_manifests": RBAC_MANIFESTS, "k8s_service_accounts": service_accounts(args.namespace),
     }
     os.makedirs(layout.checkpoints, mode=0o700, exist_ok=True)
     info.update(ports)
-    write_kubeconfig(layout, k8s_url, keys["k8s_token"], args.namespace)
+    info["kubeconfigs"] = write_kubeconfigs(layout, k8s_url, info, args.rbac)
     os.makedirs(layout.faults, exist_ok=True)
     for stale in faults.PROCESS_AND_SECRET_FAULTS:  # they end with the lab; data faults stay with the data
         if os.path.exists(os.path.join(layout.faults, stale + ".json")):
@@ -242,7 +280,7 @@ def cmd_status(args):
                                    for name, ident in sorted(pids.items()))
         report["running"] = proc_alive(pids.get("supervisor"))
         report.update((k, info.get(k)) for k in ("api_url", "k8s_url", "kubeconfig", "namespace", "release",
-                                                 "dsn_mode", "pod", "started_at"))
+                                                 "dsn_mode", "pod", "started_at", "rbac"))
         client = LabClient(layout.dir, require_running=False)
         code, body = client.ready(timeout=5)
         report["ready"] = {"http_status": code, "body": body}
@@ -326,6 +364,9 @@ def build_parser():
     up.add_argument("--license-days", type=float, default=365.0)
     up.add_argument("--timeout", type=float, default=60.0)
     up.add_argument("--json", action="store_true", help="print the URLs as JSON")
+    up.add_argument("--rbac", default="none", choices=("none",) + RBAC_ROLES,
+                    help="the kubeconfig's identity: none (no RBAC, default), or the ServiceAccount bound to Role "
+                         "alexandria-ee-observer / alexandria-ee-responder of extensions/rbac/, enforced")
     sub("down", cmd_down, "stop everything the lab started, by pid")
     inv = sub("inventory", cmd_inventory, "print an Ansible inventory (JSON, valid YAML) for this lab deployment")
     inv.add_argument("--host", default="alexandria-lab", help="inventory host name (default alexandria-lab)")

@@ -12,13 +12,12 @@ Served (everything else answers a Kubernetes Status, 404 NotFound or 405 MethodN
 
 plus discovery (/api, /apis, /version), label and field selectors, `as=Table` for kubectl get,
 JSON / merge / strategic-merge / JSON patches, dryRun and resourceVersion preconditions.
-Auth is the bearer token of the generated kubeconfig; DIR/faults/rbac-deny.json makes it answer 403.
+Auth: bearer tokens (the lab's admin token, or a ServiceAccount's with the RBAC of extensions/rbac/:
+alexlab.rbac); SelfSubjectAccessReview answers for them; DIR/faults/rbac-deny.json makes it answer 403.
 """
 import base64
 import binascii
 import copy
-import datetime
-import hmac
 import json
 import os
 import re
@@ -28,7 +27,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from alexlab import kobjects, patch, protowire, service_proxy
+from alexlab import kobjects, patch, podlogs, protowire, rbac, service_proxy
 from alexlab.common import parse_quantity, read_json
 from alexlab.store import Gone
 
@@ -207,8 +206,8 @@ class Handler(BaseHTTPRequestHandler):
                             "accepted media types include: application/json")
 
     def _authorized(self):
-        expected = ("Bearer " + self.sup.k8s_token).encode("utf-8")
-        return hmac.compare_digest(self.headers.get("Authorization", "").encode("utf-8"), expected)
+        self.user = self.sup.access.authenticate(self.headers.get("Authorization", ""))
+        return self.user is not None
 
     def _handle(self):
         url = urllib.parse.urlsplit(self.path)
@@ -225,6 +224,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiStatus(401, "Unauthorized", "Unauthorized")
             if self._discovery(path):
                 return None
+            if path == rbac.SSAR_PATH and self.command == "POST":
+                return self._review(body)
             self._resource(path, query, body)
         except ApiStatus as status:
             self._send(status.code, status.body())
@@ -250,7 +251,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/apis":
             self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
                 {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]})
+                 "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}, rbac.group_entry()]})
+        elif rbac.discovery(path):
+            self._send(200, rbac.discovery(path))
         elif path == "/apis/apps":
             self._send(200, {"kind": "APIGroup", "apiVersion": "v1", "name": "apps",
                              "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
@@ -313,18 +316,19 @@ class Handler(BaseHTTPRequestHandler):
         return self._write(verb, resource, namespace, name, body, query)
 
     def _rbac(self, verb, resource, group, namespace, name):
-        rules = (read_json(os.path.join(self.sup.layout.faults, "rbac-deny.json"), {}) or {}).get("rules", [])
-        for rule in rules:
-            if rule.get("resource") in ("*", resource) and rule.get("verb") in ("*", verb):
-                where = ' in the namespace "%s"' % namespace if namespace else " at the cluster scope"
-                message = '%s%s is forbidden: User "%s" cannot %s resource "%s" in API group "%s"%s' % (
-                    resource, ' "%s"' % name if name else "", self.sup.k8s_user, verb, resource, group, where)
-                details = {"kind": resource.split("/")[0]}
-                if group:
-                    details["group"] = group
-                if name:
-                    details["name"] = name
-                raise ApiStatus(403, "Forbidden", message, details)
+        request = rbac.request_for(verb, group, resource, namespace, name)
+        if not self._decide(request)[0]:
+            raise ApiStatus(403, "Forbidden", *rbac.forbidden(self.user, request))
+
+    def _decide(self, request):
+        faults = (read_json(os.path.join(self.sup.layout.faults, "rbac-deny.json"), {}) or {}).get("rules", [])
+        return self.sup.access.decide(self.user, request, faults)
+
+    def _review(self, body):
+        try:
+            return self._send(201, rbac.access_review(body, self._decide))
+        except ValueError as exc:
+            raise ApiStatus(422, "Invalid", 'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: %s' % exc)
 
     def _wants_table(self, resource):
         return "as=Table" in self.headers.get("Accept", "") and resource in kobjects.TABLES
@@ -523,7 +527,11 @@ class Handler(BaseHTTPRequestHandler):
         path, reason = self.sup.log_file(name, container, previous)
         if path is None:
             raise ApiStatus(400, "BadRequest", reason)
-        data = _tail(path, query.get("tailLines"), query.get("limitBytes"), _log_since(query))
+        try:
+            since = podlogs.since_of(query)
+        except ValueError as exc:
+            raise ApiStatus(400, "BadRequest", str(exc))
+        data = podlogs.tail(path, query.get("tailLines"), query.get("limitBytes"), since)
         if query.get("follow") not in ("true", "1") or previous:
             return self._send(200, data, "text/plain")
         self._start_stream("text/plain")
@@ -547,66 +555,6 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         self.close_connection = True
-
-
-def _log_since(query):
-    """The oldest time a log read asks for (sinceSeconds or sinceTime), as a UTC datetime, or None."""
-    seconds, stamp = query.get("sinceSeconds"), query.get("sinceTime")
-    if seconds and stamp:
-        raise ApiStatus(400, "BadRequest", "at most one of sinceTime or sinceSeconds may be specified")
-    if seconds:
-        try:
-            value = int(seconds)
-        except ValueError:
-            raise ApiStatus(400, "BadRequest", "sinceSeconds: Invalid value: %r" % seconds)
-        if value < 1:
-            raise ApiStatus(400, "BadRequest", "sinceSeconds: Invalid value: %d: must be greater than 0" % value)
-        return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=value)
-    if stamp:
-        try:
-            return datetime.datetime.strptime(stamp.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S%z")
-        except ValueError:
-            raise ApiStatus(400, "BadRequest", "sinceTime: Invalid value: %r: must be RFC 3339" % stamp)
-    return None
-
-
-_STAMP = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?Z ")
-
-
-def _since(data, since):
-    """Lines logged at or after since. The kubelet stamps every line; here the lab's own stamps stand in
-    (a line without one belongs to the stamped line before it; lines before any stamp are dropped)."""
-    keep = []
-    current = False
-    for line in data.splitlines(keepends=True):
-        match = _STAMP.match(line)
-        if match:
-            when = datetime.datetime.strptime(match.group(1).decode("ascii"), "%Y-%m-%dT%H:%M:%S").replace(
-                tzinfo=datetime.timezone.utc)
-            current = when >= since.replace(microsecond=0)
-        if current:
-            keep.append(line)
-    return b"".join(keep)
-
-
-def _tail(path, tail_lines, limit_bytes, since=None):
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 8 * 1024 * 1024))
-            data = handle.read()
-    except FileNotFoundError:
-        return b""
-    if since is not None:
-        data = _since(data, since)
-    if tail_lines not in (None, ""):
-        count = int(tail_lines)
-        lines = data.splitlines(keepends=True)
-        data = b"".join(lines[-count:]) if count > 0 else b""
-    if limit_bytes not in (None, ""):
-        data = data[:int(limit_bytes)]
-    return data
 
 
 class TLSServer(ThreadingHTTPServer):

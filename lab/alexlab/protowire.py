@@ -1,8 +1,9 @@
 """Just enough of Kubernetes' protobuf wire format to read what kubectl sends as protobuf.
 
 `kubectl create secret` posts a v1.Secret as `application/vnd.kubernetes.protobuf`: the magic
-`k8s\\0`, then a runtime.Unknown {typeMeta{apiVersion, kind}, raw}. Only Secret is decoded;
-any other kind raises Unsupported (the facade answers 415).
+`k8s\\0`, then a runtime.Unknown {typeMeta{apiVersion, kind}, raw}; `kubectl auth can-i` posts an
+authorization.k8s.io/v1 SelfSubjectAccessReview the same way. Only these two are decoded; any other kind
+raises Unsupported (the facade answers 415).
 """
 import base64
 
@@ -82,14 +83,41 @@ def secret(buf):
     return obj
 
 
+RESOURCE_ATTRIBUTES = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource", 6: "subresource",
+                       7: "name"}
+NON_RESOURCE_ATTRIBUTES = {1: "path", 2: "verb"}
+
+
+def _strings(buf, names):
+    return dict((names[number], value.decode("utf-8")) for number, value in fields(buf)
+                if number in names and isinstance(value, bytes))
+
+
+def self_subject_access_review(buf):
+    spec = {}
+    for number, value in fields(buf):
+        if number == 2:  # spec
+            for inner, attributes in fields(value):
+                if inner == 1:
+                    spec["resourceAttributes"] = _strings(attributes, RESOURCE_ATTRIBUTES)
+                elif inner == 2:
+                    spec["nonResourceAttributes"] = _strings(attributes, NON_RESOURCE_ATTRIBUTES)
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {}, "spec": spec}
+
+
+DECODERS = {("v1", "Secret"): secret,
+            ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): self_subject_access_review}
+
+
 def decode(data):
-    """The JSON form of a protobuf-encoded object; Unsupported for anything but a v1 Secret."""
+    """The JSON form of a protobuf-encoded object; Unsupported for a kind not in DECODERS."""
     if not data.startswith(MAGIC):
         raise Unsupported("not a Kubernetes protobuf message")
     unknown = dict(fields(data[len(MAGIC):]))
     type_meta = dict(fields(unknown.get(1, b"")))
     api_version = type_meta.get(1, b"").decode("utf-8")
     kind = type_meta.get(2, b"").decode("utf-8")
-    if (api_version, kind) != ("v1", "Secret"):
-        raise Unsupported("protobuf bodies are read only for v1 Secret, not %s %s; send JSON" % (api_version, kind))
-    return secret(unknown.get(2, b""))
+    if (api_version, kind) not in DECODERS:
+        raise Unsupported("protobuf bodies are read only for v1 Secret and SelfSubjectAccessReview, not %s %s; "
+                          "send JSON" % (api_version, kind))
+    return DECODERS[(api_version, kind)](unknown.get(2, b""))

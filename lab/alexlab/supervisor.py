@@ -27,7 +27,7 @@ import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from alexlab import k8s_facade, kobjects, pki
+from alexlab import k8s_facade, kobjects, pki, rbac
 from alexlab.common import (SOCKET_PATH, Layout, log_line, parse_quantity, proc_identity, read_json, rfc3339,
                             write_json)
 from alexlab.store import Store
@@ -78,6 +78,7 @@ class Supervisor:
         # The namespaces that exist: the product's, and one it does not use (the automation's checkpoints).
         self.namespaces = tuple(n for n in (self.namespace, self.info.get("checkpoint_namespace")) if n)
         self.k8s_token, self.k8s_user = self.info["k8s_token"], "alexlab-sre"
+        self.access = rbac.Access.from_lab(self.info, self.k8s_user)
         self.store = Store()
         self.write_lock = threading.RLock()
         self.event_lock = threading.Lock()

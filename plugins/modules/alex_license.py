@@ -33,7 +33,7 @@ attributes:
     support: full
     details:
       - In check mode nothing is written and the Deployment is not restarted; C(changed) and the diff say what
-        would happen.
+        would happen. A permission the real run would miss is a warning (and in RV(missing_permissions)).
   diff_mode:
     support: full
     details:
@@ -122,6 +122,11 @@ notes:
   - The previous blob is kept in the license Secret itself (O(backup_secret_key)), written in the same replace as
     the new blob, so there is no window where the new blob is stored and the old one is lost, and no copy of a
     secret on the controller.
+  - Before writing, O(state=present) and O(state=rollback) ask the API server (C(SelfSubjectAccessReview), as
+    C(kubectl auth can-i) does) for every change they will make - C(update) the license Secret (C(create) when
+    it does not exist), and with O(restart=true) C(patch) and C(get) the Deployment. When one is missing they
+    fail before any change, naming it and the shipped Role that grants it (C(alexandria-ee-responder),
+    C(extensions/rbac/)). Reading needs C(get) on the license Secret (C(alexandria-ee-observer)).
 requirements:
   - kubernetes (for the Secret and the Deployment)
   - requests
@@ -257,6 +262,13 @@ secret_resource_version:
   description: resourceVersion of the license Secret after the run.
   returned: state is present or rollback
   type: str
+missing_permissions:
+  description:
+    - The permissions a real run needs and the credential lacks, each naming the verb, resource, namespace and
+      the shipped Role that grants it.
+  returned: in check mode with state present or rollback, and when a real run stops for a missing permission
+  type: list
+  elements: str
 restarted:
   description: Whether the Deployment's restart annotation was patched.
   returned: state is present or rollback
@@ -289,6 +301,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import license_logic
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
     ApiClient, ApiError, api_route_argument_spec,
 )
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_preflight as kp
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import K8sError, build_api_client
 from ansible_collections.alexandria.ee.plugins.module_utils import k8s_workload as kw
 
@@ -421,11 +434,12 @@ class Runner:
         values = {self.p["license_secret_key"]: blob.strip()}
         if current is not None and current.strip() and self.p["backup_secret_key"]:
             values[self.p["backup_secret_key"]] = current.strip()
-        result = self.write(secret, values, changed, previous, claims, check["fingerprint"])
-        result.update(downgrade=downgrade, valid=True, reason=None)
         restart_needed = changed
         if self.p["restart"] and not changed and not self.module.check_mode:
             restart_needed = bool(ll.served_mismatch(claims, status_doc_from(status)))
+        findings = self.preflight("applying the license", secret, changed, restart_needed)
+        result = self.write(secret, values, changed, previous, claims, check["fingerprint"], findings)
+        result.update(downgrade=downgrade, valid=True, reason=None)
         self.finish(result, restart_needed, wait_ready=True)
         for warning in warnings:
             self.module.warn(warning)
@@ -449,7 +463,8 @@ class Runner:
             changed = current is None or current.strip() != backup.strip()
             note = None
         values = {self.p["license_secret_key"]: backup.strip()}
-        result = self.write(secret, values, changed, previous, target["claims"], target["fingerprint"])
+        findings = self.preflight("rolling the license back", secret, changed, changed)
+        result = self.write(secret, values, changed, previous, target["claims"], target["fingerprint"], findings)
         result.update(valid=target["valid"], reason=target["reason"])
         if note:
             result["msg"] = note
@@ -474,7 +489,18 @@ class Runner:
             return dict(claims=None, fingerprint=lc.blob_fingerprint(blob), valid=None, reason=exc.reason)
         return dict(claims=claims, fingerprint=lc.blob_fingerprint(blob), valid=None, reason=None)
 
-    def write(self, secret, values, changed, previous, claims, fingerprint):
+    def preflight(self, action, secret, write, restart):
+        """Before the first change: may this credential write the Secret and restart the Deployment?
+        Fails a real run naming what is missing; returns the findings (check mode: also warnings)."""
+        deployment = kw.deployment_name(self.p["release"], self.p["deployment"]) if restart and self.p["restart"] \
+            else None
+        needs = kp.license_needs(self.p["namespace"], self.secret_name if write else None, secret is not None,
+                                 deployment)
+        if not needs:
+            return []
+        return kp.enforce(self.module, self.workload().core.api_client, needs, action)[1]
+
+    def write(self, secret, values, changed, previous, claims, fingerprint, findings=None):
         result = dict(
             changed=changed, claims=claims, fingerprint=fingerprint,
             previous_claims=previous["claims"], previous_fingerprint=previous["fingerprint"],
@@ -482,6 +508,8 @@ class Runner:
             restarted=False,
             secret_resource_version=((secret or {}).get("metadata") or {}).get("resourceVersion"),
         )
+        if self.module.check_mode:
+            result["missing_permissions"] = findings or []
         if self.module._diff:
             where = "%s/%s[%s]" % (self.p["namespace"], self.secret_name, self.p["license_secret_key"])
             result["diff"] = dict(

@@ -19,6 +19,9 @@ description:
     deleted pods are gone.
   - Only pods of the release can be deleted; naming any other pod fails before anything is deleted.
   - In check mode it lists the pods it would delete and deletes nothing.
+  - Before deleting anything it asks the API server (C(SelfSubjectAccessReview), as C(kubectl auth can-i) does)
+    whether the credential may delete each pod and list the release's pods; when one is missing it fails
+    before any change, naming the verb, resource and namespace and the shipped Role that grants it.
 author:
   - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
@@ -30,6 +33,7 @@ attributes:
     support: full
     details:
       - Reports the pods it would delete in RV(deleted), with C(changed=true).
+      - A permission the real run would miss is a warning (and in RV(missing_permissions)), not a failure.
   diff_mode:
     support: none
 options:
@@ -65,7 +69,8 @@ options:
 requirements:
   - kubernetes (the official Python client)
 notes:
-  - RBAC needed in the namespace - C(list) and C(delete) pods.
+  - RBAC needed in the namespace - C(list) and C(delete) pods (Role C(alexandria-ee-responder) in
+    C(extensions/rbac/); check mode needs only C(list), Role C(alexandria-ee-observer)).
   - The same as C(kubectl delete pod -l app.kubernetes.io/instance=<release>) followed by
     C(kubectl wait --for=condition=Ready) on the new pods.
 seealso:
@@ -104,8 +109,17 @@ waited_s:
   returned: when O(wait=true) and not in check mode
   type: float
   sample: 4.2
+missing_permissions:
+  description:
+    - The permissions the real run needs and the credential lacks, each naming the verb, resource, namespace
+      and the shipped Role that grants it. On failure (real run) or in check mode.
+  returned: in check mode, and when a real run stops for a missing permission
+  type: list
+  elements: str
+  sample: ['missing Kubernetes permission: delete pods "alexandria-ee-6c9d7f-abcde" in namespace alexandria
+           (granted by Role alexandria-ee-responder in extensions/rbac/ in the alexandria.ee collection)']
 k8s_requests:
-  description: How many Kubernetes API requests were made.
+  description: How many Kubernetes API requests were made (the permission checks included).
   returned: always
   type: int
   sample: 5
@@ -122,6 +136,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     deployment_argument_spec,
     k8s_auth_argument_spec,
 )
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_preflight
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, pod_is_ready
 
 
@@ -160,7 +175,8 @@ def main():
 
     service = None
     try:
-        service = ReleaseService(build_api_client(params), params["namespace"], params["release"],
+        api_client = build_api_client(params)
+        service = ReleaseService(api_client, params["namespace"], params["release"],
                                  request_timeout=params["request_timeout"])
         pods = service.require_pods()
         names = [_name(p) for p in pods]
@@ -173,8 +189,14 @@ def main():
             targets = [n for n in names if n in params["pods"]]
         else:
             targets = names
+        asked, findings = k8s_preflight.enforce(
+            module, api_client, k8s_preflight.pod_restart_needs(params["namespace"], targets, params["wait"]),
+            "deleting pods %s" % ", ".join(targets), params["request_timeout"], release_pods=names,
+            k8s_requests=service.requests)
+        service.requests += asked
         if module.check_mode:
-            module.exit_json(changed=True, deleted=targets, pods=_brief(pods), k8s_requests=service.requests)
+            module.exit_json(changed=True, deleted=targets, pods=_brief(pods), k8s_requests=service.requests,
+                             missing_permissions=findings)
         deleted = [n for n in targets if service.delete_pod(n, params["grace_period"])]
         result = dict(changed=bool(deleted), deleted=deleted)
         if params["wait"]:
