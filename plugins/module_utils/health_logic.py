@@ -172,8 +172,8 @@ def summary_line(scenario, api, quota, chain):
         parts.append("seats %s/%s, tenants %s/%s" % (quota["current_seats"], quota["max_seats"],
                                                      quota["current_tenants"], quota["max_tenants"]))
         if quota.get("expires_in_days") is not None:
-            parts.append("license %s, %s day(s) left" % ("valid" if quota["valid"] else "invalid (%s)" % quota["reason"],
-                                                          int(quota["expires_in_days"])))
+            state = "valid" if quota["valid"] else "invalid (%s)" % quota["reason"]
+            parts.append("license %s, %s day(s) left" % (state, int(quota["expires_in_days"])))
     if chain["checked"]:
         parts.append("audit chain %s (%s tenant(s), %s row(s) read)" % (
             "verified" if chain["verified"] else "broken: " + "; ".join(chain["scope"]), chain["tenants"],
@@ -201,8 +201,8 @@ def render_markdown(report):
     lines += ["| state | deployments |", "| --- | --- |"]
     for name in ORDER:
         members = report["by_scenario"].get(name) or []
-        lines.append("| %s | %d%s |" % (name, len(members), (": " + ", ".join(_cell(m) for m in members))
-                                         if members else ""))
+        listed = (": " + ", ".join(_cell(m) for m in members)) if members else ""
+        lines.append("| %s | %d%s |" % (name, len(members), listed))
     lines += ["", "| deployment | scenario | summary | next command |", "| --- | --- | --- | --- |"]
     for host in report["hosts"]:
         lines.append("| %s | **%s** | %s | %s |" % (_cell(host["host"]), host["scenario"], _cell(host["summary"]),

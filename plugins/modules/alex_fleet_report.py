@@ -26,7 +26,7 @@ attributes:
     support: full
     details:
       - In check mode the module returns the report and the paths it would write, and writes nothing. The health
-        role runs it with C(check_mode=false): a rehearsal leaves its report too (it changes nothing in a
+        role runs it with C(check_mode=false), so a rehearsal leaves its report too (it changes nothing in a
         deployment).
   diff_mode:
     support: none

@@ -77,8 +77,8 @@ def report(result):
 
 
 def secrets_of(labs):
-    return [v for lab in labs.values() for v in (lab.info["admin_token"], lab.info["hmac_key"],
-                                                  lab.info["checkpoint_key"], lab.info["license_blob"])]
+    keys = ("admin_token", "hmac_key", "checkpoint_key", "license_blob")
+    return [lab.info[key] for lab in labs.values() for key in keys]
 
 
 def test_fleet_in_every_state(fleet, tmp_path):

@@ -130,11 +130,11 @@ def test_tip_findings(facts, anchors, expected):
 
 @pytest.mark.parametrize("base,kinds,cause", [
     (None, ["truncated"], "tail_truncation"), (None, ["tenant_missing"], "tail_truncation"),
-    (None, ["rolled_back", "truncated"], "restore_rollback"), ("direct_db_edit", ["hmac_mismatch", "truncated"],
-                                                                 "direct_db_edit"),
+    (None, ["rolled_back", "truncated"], "restore_rollback"),
+    ("direct_db_edit", ["hmac_mismatch", "truncated"], "direct_db_edit"),
     ("key_mismatch", ["hmac_mismatch", "rolled_back"], "key_mismatch"), ("restore_gap", ["seq_gap"], "restore_gap"),
-    (None, ["checkpoint_invalid"], "checkpoint_invalid"), ("restore_gap", ["seq_gap", "checkpoint_invalid"],
-                                                           "restore_gap"),
+    (None, ["checkpoint_invalid"], "checkpoint_invalid"),
+    ("restore_gap", ["seq_gap", "checkpoint_invalid"], "restore_gap"),
     (None, [], None),
 ])
 def test_probable_cause(base, kinds, cause):

@@ -18,9 +18,9 @@ def triage(*codes):
     return {"causes": [{"code": c, "evidence": ["line %d" % i], "next_step": "do"} for i, c in enumerate(codes)]}
 
 
-def classify(ready=READY, tri=None, lic=LICENSE, seats=None, audit=AUDIT_OK, **kw):
-    return hl.classify("prod-eu", ["inv.yml"], ready, tri or {"skipped": True}, lic, seats or {}, audit,
-                       incident_date="20261128", **kw)
+def classify(ready=None, tri=None, lic=None, seats=None, audit=None, **kw):
+    return hl.classify("prod-eu", ["inv.yml"], ready or READY, tri or {"skipped": True}, lic or LICENSE, seats or {},
+                       audit or AUDIT_OK, incident_date="20261128", **kw)
 
 
 def test_healthy():
