@@ -16,7 +16,8 @@ import hashlib
 import json
 
 RECORD_FORMAT = "alexandria.ee/run-record/v1"
-SCENARIOS = ("api_not_serving", "quota_exceeded", "license_renewal", "audit_chain_failure", "audit_chain_rollback")
+SCENARIOS = ("api_not_serving", "quota_exceeded", "license_renewal", "audit_chain_failure", "audit_chain_rollback",
+             "backup_restore")
 
 
 def canonical_json(value):

@@ -45,7 +45,7 @@ options:
       - The scenario playbook this run belongs to.
     type: str
     required: true
-    choices: [api_not_serving, quota_exceeded, license_renewal, audit_chain_failure, audit_chain_rollback]
+    choices: [api_not_serving, quota_exceeded, license_renewal, audit_chain_failure, audit_chain_rollback, backup_restore]
   deployment:
     description:
       - Which deployment, for example C(host), C(namespace), C(release).
