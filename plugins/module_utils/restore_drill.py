@@ -278,9 +278,9 @@ def loss_lines(tenants):
     for tenant_id, loss in sorted(tenants.items()):
         if not loss["rows_lost"]:
             continue
-        parts = ["%s seq %d-%d (%d rows) up to checkpoint seq %s" % (s["kind"], s["first_seq"], s["last_seq"],
-                                                                       s["rows"], loss["checkpoint_seq"])
-                 for s in loss["lost_up_to_checkpoint"]]
+        parts = ["%s seq %d-%d (%d rows) up to checkpoint seq %s" % (
+            s["kind"], s["first_seq"], s["last_seq"], s["rows"], loss["checkpoint_seq"])
+            for s in loss["lost_up_to_checkpoint"]]
         after = loss["lost_after_checkpoint"]
         if after:
             parts.append("seq %d-%d (%d rows) written after the %s, held by the live database now" % (

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: alex_audit_scratch_db
 short_description: Restore an audit backup into a scratch database for a restore drill, and drop it again
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The restore drill of runbook scenario 3 (the runbook's backup-restore cross-link). O(state=present) creates the
     scratch database O(name) on the server of the live database (the one O(dsn) names), restores the whole backup

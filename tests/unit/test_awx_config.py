@@ -123,7 +123,7 @@ def check_question(question, options, where):
 def test_one_template_per_playbook_and_a_rehearsal_where_it_changes_something(config):
     templates = by_name(config["controller_templates"])
     playbooks = sorted("playbooks/" + p.name for p in (REPO / "playbooks").glob("*.yml"))
-    assert len(playbooks) == 5
+    assert len(playbooks) == 6
     for template in templates.values():
         assert template["playbook"] in playbooks, template["name"]
         assert template["project"] == "Alexandria EE collection", template["name"]
