@@ -136,7 +136,7 @@ def checkpoint_argument_spec():
     """Options of the checkpoint stores (docs/contract.md section 4, "Checkpoints")."""
     return dict(
         checkpoint_dir=dict(type="path"),
-        checkpoint_secret=dict(type="str"),
+        checkpoint_secret=dict(type="str", no_log=False),
         checkpoint_namespace=dict(type="str"),
         checkpoint_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_CHECKPOINT_KEY"])),
         mode=dict(type="str", default="incremental", choices=["full", "incremental"]),

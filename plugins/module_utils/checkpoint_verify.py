@@ -71,7 +71,7 @@ def resolve(loaded, key, identity, db_tenants, wanted=None):
             if tenant_id is None:
                 if wanted is None:
                     orphans.append("%s: %s" % (entry.where, entry.error or "it belongs to no tenant of this "
-                                                                        "deployment (renamed or copied in)"))
+                                               "deployment (renamed or copied in)"))
                 continue
             tcp = found[tenant_id]
             if entry.error:
@@ -207,7 +207,7 @@ def advance(loaded, key, identity, docs, valid_anchors, dry_run=False):
     for store, entries in loaded:
         by_name = dict((store.name_for(t), t) for t in docs)
 
-        def accept(name, current, store=store, by_name=by_name):
+        def accept(name, current, store=store, by_name=by_name):  # pylint: disable=dangerous-default-value
             tenant_id = by_name[name]
             new = docs[tenant_id]
             if current is None:

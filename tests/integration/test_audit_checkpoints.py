@@ -135,7 +135,7 @@ def test_older_backup_restored_then_written_is_rolled_back(chain):
     checkpoint_now(dsn, cp_dir)
     # The backup ended at seq 480; it is restored (481-500 gone) and the API writes again from 481.
     h.delete(conn, "acme", range(481, 501))
-    for _ in range(30):
+    for _write in range(30):
         h.write_audit(conn, "acme", "after.restore")
     for mode in ("incremental", "full"):
         res = h.run_module(alex_audit_verify, args(dsn, cp_dir, mode=mode))
@@ -234,7 +234,7 @@ def test_concurrent_writers_during_incremental_watch(chain):
     thread.start()
     try:
         results = []
-        for _ in range(6):
+        for _run in range(6):
             results.append(h.run_module(alex_audit_verify, args(dsn, cp_dir, update_checkpoints=True)))
     finally:
         stop.set()
