@@ -14,6 +14,7 @@ import playbooks
 
 CP_KEY = "drill-checkpoint-key-0123456789abcdef0123456789ab"
 PASSWORD = "Dr1llPassw0rd-77ab"
+HOSTILE = "t 'x'/..\\evil\t\\N"
 
 
 def drill_databases(dsn):
@@ -38,20 +39,22 @@ def database_count(dsn):
 
 @pytest.fixture
 def deployment(pg_dsn, tmp_path):
-    """acme: backup at seq 480, checkpoint at 500, live at 520; globex: 30 rows everywhere (no loss)."""
+    """acme: backup at seq 480, checkpoint at 500, live at 520; globex: 30 rows everywhere (no loss); a hostile
+    tenant id (COPY escapes in the dump) with its 5 rows after the checkpoint."""
     conn = h.setup_tables(pg_dsn)
     acme = h.rows_for("acme", 520)
-    h.load(conn, acme[:480] + h.rows_for("globex", 30))
+    hostile = h.rows_for(HOSTILE, 12)
+    h.load(conn, acme[:480] + h.rows_for("globex", 30) + hostile[:4])
     backup = tmp_path / "old.dump"
     taken = h.run_module(alex_audit_backup, dict(dsn=pg_dsn, dest=str(backup)))
     assert taken["changed"] is True, taken["msg"]
-    h.load(conn, acme[480:500])
+    h.load(conn, acme[480:500] + hostile[4:7])
     cp_dir = tmp_path / "checkpoints"
     cp_dir.mkdir(mode=0o700)
     checkpointed = h.run_module(alex_audit_verify, dict(dsn=pg_dsn, hmac_key=h.KEY, checkpoint_dir=str(cp_dir),
                                                         checkpoint_key=CP_KEY, update_checkpoints=True, workers=1))
-    assert checkpointed["checkpoints"]["written"] == {"dir": ["acme", "globex"]}
-    h.load(conn, acme[500:])
+    assert checkpointed["checkpoints"]["written"] == {"dir": sorted(["acme", "globex", HOSTILE])}
+    h.load(conn, acme[500:] + hostile[7:])
     variables = {"alex_dsn": pg_dsn + " password=" + PASSWORD, "alex_audit_hmac_key": h.KEY,
                  "alex_checkpoint_dir": str(cp_dir), "alex_checkpoint_key": CP_KEY,
                  "alex_report_dir": str(tmp_path / "records"),
@@ -64,6 +67,9 @@ EXPECTED_ACME = {"backup_last_seq": 480, "checkpoint_seq": 500, "live_last_seq":
                  "lost_after_checkpoint": {"first_seq": 501, "last_seq": 520, "rows": 20}, "rows_lost": 40}
 EXPECTED_GLOBEX = {"backup_last_seq": 30, "checkpoint_seq": 30, "live_last_seq": 30, "lost_up_to_checkpoint": [],
                    "lost_after_checkpoint": None, "rows_lost": 0}
+EXPECTED_HOSTILE = {"backup_last_seq": 4, "checkpoint_seq": 7, "live_last_seq": 12,
+                    "lost_up_to_checkpoint": [{"first_seq": 5, "last_seq": 7, "rows": 3, "kind": "truncated"}],
+                    "lost_after_checkpoint": {"first_seq": 8, "last_seq": 12, "rows": 5}, "rows_lost": 8}
 
 
 def test_drill_reports_the_exact_loss_and_leaves_nothing_behind(deployment, pg_admin_dsn, tmp_path):
@@ -76,10 +82,11 @@ def test_drill_reports_the_exact_loss_and_leaves_nothing_behind(deployment, pg_a
     assert PASSWORD not in run.out and h.KEY not in run.out and CP_KEY not in run.out
     summary = run.custom["backup_restore"]
     loss = summary["loss"]
-    assert loss["tenants"] == {"acme": EXPECTED_ACME, "globex": EXPECTED_GLOBEX}
-    assert loss["rows_lost"] == 40 and loss["tenants_losing"] == ["acme"]
-    assert loss["lines"] == ["tenant 'acme' would lose 40 rows: truncated seq 481-500 (20 rows) up to checkpoint seq "
-                             "500; seq 501-520 (20 rows) written after the checkpoint, held by the live database now"]
+    assert loss["tenants"] == {"acme": EXPECTED_ACME, "globex": EXPECTED_GLOBEX, HOSTILE: EXPECTED_HOSTILE}
+    assert loss["rows_lost"] == 48 and loss["tenants_losing"] == sorted(["acme", HOSTILE])
+    assert loss["lines"][0] == ("tenant 'acme' would lose 40 rows: truncated seq 481-500 (20 rows) up to checkpoint "
+                                "seq 500; seq 501-520 (20 rows) written after the checkpoint, held by the live "
+                                "database now")
     # the prediction read from the dump, without restoring it, is the same
     assert summary["predicted_loss"] == loss
     assert summary["backup_chain_verified"] is True and summary["scratch_dropped"] is True
@@ -88,8 +95,8 @@ def test_drill_reports_the_exact_loss_and_leaves_nothing_behind(deployment, pg_a
     assert entry["scenario"] == "backup_restore" and entry["result"] == "loss"
     assert [a["action"] for a in entry["actions"]] == ["restore_into_scratch_database", "drop_scratch_database"]
     record = run.record("localhost")
-    assert record["details"]["backup_restore"]["loss"]["rows_lost"] == 40
-    assert record["scope"]["tenants_losing"] == ["acme"]
+    assert record["details"]["backup_restore"]["loss"]["rows_lost"] == 48
+    assert record["scope"]["tenants_losing"] == sorted(["acme", HOSTILE])
 
     assert drill_databases(pg_admin_dsn) == []
     assert h.table_state(conn) == state and h.row_versions(conn) == versions
@@ -166,7 +173,7 @@ def test_rollback_refuses_a_loss_without_the_gate_and_records_the_loss_it_accept
     rollback = dict(variables, audit_chain_backup=backup, audit_chain_confirm_rollback=True)
     refused = playbooks.run_playbook("audit_chain_rollback", tmp_path, variables=rollback)
     assert refused.rc != 0 and refused.host("localhost")["result"] == "gated"
-    assert "would lose 40 rows" in refused.failure() and "audit_chain_accept_loss=true" in refused.failure()
+    assert "would lose 48 rows" in refused.failure() and "audit_chain_accept_loss=true" in refused.failure()
     assert h.table_state(conn) == state
 
     rehearsal = playbooks.run_playbook("audit_chain_rollback", tmp_path, check=True,
@@ -180,10 +187,11 @@ def test_rollback_refuses_a_loss_without_the_gate_and_records_the_loss_it_accept
     assert restored.host("localhost")["result"] == "restored"
     summary = restored.record("localhost")["details"]["audit_chain_rollback"]
     assert summary["accepted_loss"]["tenants"]["acme"] == EXPECTED_ACME
-    assert summary["checkpoints_ahead"] == ["acme"]
+    assert summary["accepted_loss"]["tenants"][HOSTILE] == EXPECTED_HOSTILE
+    assert summary["checkpoints_ahead"] == sorted(["acme", HOSTILE])
     assert "reports truncated until they are reset" in summary["next_steps"][0]
     decisions = restored.record("localhost")["decisions"]
-    assert any(d.get("accepted_loss") == ["acme"] for d in decisions)
+    assert any(d.get("accepted_loss") == sorted(["acme", HOSTILE]) for d in decisions)
     # the checkpoint is now ahead of the restored rows: exactly what the record says
     after = h.run_module(alex_audit_verify, dict(dsn=dsn, hmac_key=h.KEY, checkpoint_dir=variables["alex_checkpoint_dir"],
                                                  checkpoint_key=CP_KEY, workers=1))
