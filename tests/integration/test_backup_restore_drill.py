@@ -2,11 +2,13 @@
 against a real PostgreSQL: the exact loss per tenant against the checkpoints and the live database, the scratch
 database gone afterwards, the live tables untouched, --check creating nothing, the scratch never the live one."""
 import json
+import pathlib
 
 import psycopg2
 import pytest
 
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup
+from ansible_collections.alexandria.ee.plugins.modules import alex_audit_scratch_db
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_verify
 
 import audit_helpers as h
@@ -115,8 +117,8 @@ def test_check_mode_creates_nothing(deployment, pg_admin_dsn, tmp_path):
         "take_backup", "restore_into_scratch_database", "verify_scratch_against_checkpoints", "drop_scratch_database"]
     assert not (tmp_path / "drill-backups").exists()
     # with a given backup, --check predicts the loss from the dump and still creates nothing
-    run = playbooks.run_playbook("backup_restore", tmp_path, check=True,
-                                 variables=dict(variables, backup_restore_backup=backup, backup_restore_keep_scratch=True))
+    given = dict(variables, backup_restore_backup=backup, backup_restore_keep_scratch=True)
+    run = playbooks.run_playbook("backup_restore", tmp_path, check=True, variables=given)
     assert run.rc == 0, run.out[-4000:]
     summary = run.custom["backup_restore"]
     assert summary["loss"] is None and summary["predicted_loss"]["tenants"]["acme"] == EXPECTED_ACME
@@ -156,7 +158,6 @@ def test_new_backup_kept_scratch_and_the_live_database_refused(deployment, pg_ad
     dropped = playbooks.run_playbook("backup_restore", tmp_path, variables=dict(
         variables, backup_restore_backup=backup, backup_restore_scratch_db="alex_drill_kept2"))
     assert dropped.rc == 0 and drill_databases(pg_admin_dsn) == ["alex_drill_kept"]
-    from ansible_collections.alexandria.ee.plugins.modules import alex_audit_scratch_db
     res = h.run_module(alex_audit_scratch_db, dict(dsn=dsn, name="alex_drill_kept", state="absent"))
     assert res["changed"] is True and drill_databases(pg_admin_dsn) == []
 
@@ -193,7 +194,43 @@ def test_rollback_refuses_a_loss_without_the_gate_and_records_the_loss_it_accept
     decisions = restored.record("localhost")["decisions"]
     assert any(d.get("accepted_loss") == sorted(["acme", HOSTILE]) for d in decisions)
     # the checkpoint is now ahead of the restored rows: exactly what the record says
-    after = h.run_module(alex_audit_verify, dict(dsn=dsn, hmac_key=h.KEY, checkpoint_dir=variables["alex_checkpoint_dir"],
-                                                 checkpoint_key=CP_KEY, workers=1))
-    assert after["tenants"]["acme"]["segments"] == [{"first_seq": 481, "last_seq": 500, "rows": 20, "kind": "truncated"}]
+    after = h.run_module(alex_audit_verify, dict(dsn=dsn, hmac_key=h.KEY, workers=1, checkpoint_key=CP_KEY,
+                                                 checkpoint_dir=variables["alex_checkpoint_dir"]))
+    assert after["tenants"]["acme"]["segments"] == EXPECTED_ACME["lost_up_to_checkpoint"]
     assert json.dumps(summary).count(CP_KEY) == 0
+
+
+def test_scratch_module_never_drops_what_it_did_not_create_and_cleans_up_a_failed_restore(
+        deployment, pg_admin_dsn, tmp_path):
+    conn, dsn, backup, variables = deployment
+    admin = psycopg2.connect(pg_admin_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("CREATE DATABASE alex_drill_not_ours")
+    try:
+        for check in (True, False):
+            res = h.run_module(alex_audit_scratch_db, dict(dsn=dsn, name="alex_drill_not_ours", state="absent"),
+                               check_mode=check)
+            assert res.get("failed") and "not a restore drill's scratch database" in res["msg"], res
+        assert drill_databases(pg_admin_dsn) == ["alex_drill_not_ours"]
+        res = h.run_module(alex_audit_scratch_db, dict(dsn=dsn, name="alex_drill_not_ours", backup=backup))
+        assert res.get("failed") and "exists already" in res["msg"]
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE alex_drill_not_ours")
+        admin.close()
+
+    # a manifest whose fingerprints the restored rows do not match: the restore fails and drops what it created
+    manifest = json.loads(pathlib.Path(backup + ".manifest.json").read_text())
+    manifest["table_rows"]["public.audit_logs"]["rows"] += 1
+    bad = tmp_path / "bad.dump"
+    bad.write_bytes(pathlib.Path(backup).read_bytes())
+    (tmp_path / "bad.dump.manifest.json").write_text(json.dumps(manifest))
+    res = h.run_module(alex_audit_scratch_db, dict(dsn=dsn, name="alex_drill_bad", backup=str(bad)))
+    assert res.get("failed") and "do not match the backup manifest" in res["msg"], res
+    assert drill_databases(pg_admin_dsn) == []
+    # the live database's name is refused for both states
+    live_name = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+    for state in ("present", "absent"):
+        res = h.run_module(alex_audit_scratch_db, dict(dsn=dsn, name=live_name, state=state, backup=backup))
+        assert res.get("failed") and "is the live database" in res["msg"]
