@@ -80,6 +80,13 @@ options:
       - With O(state=restored), how long to wait for the audit tables' lock (PostgreSQL interval text).
     type: str
     default: 30s
+  live_tenants:
+    description:
+      - With O(state=restored), the RV(alexandria.ee.alex_audit_verify#module:tenants) of a verification of the live
+        database (with a checkpoint store, each tenant's checkpoint). The module then also reads the dump's audit rows
+        and returns RV(tenants) - what restoring this backup would lose is computed from both (the rollback's loss
+        check). Also in check mode; reads only.
+    type: dict
   dump_scope:
     description:
       - With O(state=present), what C(pg_dump) dumps - the whole V(database), or only the three V(audit_tables)
@@ -140,6 +147,14 @@ tools:
   type: dict
   sample: {pg_dump: /usr/lib/postgresql/16/bin/pg_dump, pg_restore: /usr/lib/postgresql/16/bin/pg_restore,
            major: 16, version: "pg_dump (PostgreSQL) 16.2"}
+tenants:
+  description:
+    - With O(live_tenants), per tenant of the backup or of the checkpoints, the backup's tip (C(last_seq), C(rows))
+      and its C(segments) against the checkpoints (C(truncated), C(rolled_back) at the checkpointed seq,
+      C(tenant_missing)).
+  returned: with O(state=restored) and O(live_tenants)
+  type: dict
+  sample: {acme: {last_seq: 480, rows: 480, segments: [{first_seq: 481, last_seq: 500, rows: 20, kind: truncated}]}}
 table_rows:
   description: With O(state=restored), the audit tables' rows now (after the restore, or as they are).
   returned: success
@@ -156,6 +171,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import audit_module 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
 from ansible_collections.alexandria.ee.plugins.module_utils import pg_grants
+from ansible_collections.alexandria.ee.plugins.module_utils import restore_drill
 
 
 def present(module, conn, creds, tables, tools, result):
@@ -191,6 +207,12 @@ def restored(module, conn, creds, tables, tools, result):
     if problems:
         module.fail_json(msg="refusing to restore: " + "; ".join(problems), **result)
     result.update(sha256=manifest["sha256"], backup=manifest, table_rows=current)
+    live = module.params["live_tenants"]
+    if live is not None:
+        at_seqs = dict((t, cp["last_seq"]) for t, cp in ((t, restore_drill.checkpoint_of(r)) for t, r in live.items())
+                       if cp)
+        tips = restore_drill.dump_tips(tools["pg_restore"], dest, tables, at_seqs, creds.secrets)
+        result["tenants"] = restore_drill.backup_findings(tips, live)
     if current == manifest.get("table_rows"):
         result.update(msg="the audit tables already hold exactly the backup's rows")
         return result
@@ -216,6 +238,7 @@ def main():
         pg_restore_path=dict(type="path"),
         lock_timeout=dict(type="str", default="30s"),
         dump_scope=dict(type="str", default="database", choices=["database", "audit_tables"]),
+        live_tenants=dict(type="dict"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params

@@ -253,6 +253,11 @@ def test_audit_chain_plan_hash_and_rollback(deployments):
 
     backup = real.custom["audit_chain"]["backup"]
     rollback = dict(audit_chain_backup=backup, audit_chain_confirm_rollback=True)
+    # the API write check wrote a row to each retired tenant after the backup: the restore would lose them
+    unaccepted = playbook(deployments, "audit_chain_rollback", "--check", "--limit", "labB", **rollback)
+    assert unaccepted.rc != 0 and unaccepted.host("labB")["result"] == "gated"
+    assert "audit_chain_accept_loss=true" in unaccepted.failure()
+    rollback["audit_chain_accept_loss"] = True
     rehearsal = playbook(deployments, "audit_chain_rollback", "--check", "--limit", "labB", **rollback)
     assert rehearsal.rc == 0, rehearsal.out[-3000:]
     assert rehearsal.host("labB")["result"] == "planned"
@@ -263,6 +268,8 @@ def test_audit_chain_plan_hash_and_rollback(deployments):
     assert restored.rc == 0, restored.out[-3000:]
     assert restored.host("labB")["result"] == "restored"
     assert audit_state(lab_b)[1:] == (0, 0)
+    accepted = restored.record("labB")["details"]["audit_chain_rollback"]["accepted_loss"]
+    assert {"seed-001", "seed-002"} <= set(accepted["tenants_losing"])
 
 
 def test_audit_chain_refuses_one_evidence_directory_for_two_deployments(deployments):
