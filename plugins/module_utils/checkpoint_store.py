@@ -180,6 +180,7 @@ class SecretStore:
         self._describe = describe_api_error
         self._api_exception = api_exception
         self._transport = transport_errors
+        self.exists = None
 
     def describe(self):
         return "checkpoint Secret %s/%s" % (self.namespace, self.name)
@@ -213,7 +214,9 @@ class SecretStore:
         return entries
 
     def load(self):
-        return self._entries(self._read())
+        secret = self._read()
+        self.exists = secret is not None
+        return self._entries(secret)
 
     def write(self, docs, accept):
         for _attempt in range(self.RETRIES):

@@ -257,6 +257,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import checkpoint_verify as cv
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_preflight
 
 
 def argument_spec():
@@ -309,6 +310,11 @@ def run(module, creds, cp_key, tables, workers):
                 with conn.cursor() as cur:
                     docs = cv.new_checkpoints(cur, tables, cp_key, deployment, results, valid_anchors,
                                               audit_store.rfc3339(audit_store.utc_now()))
+        for store in stores:
+            if docs and store.kind == "secret":
+                # Ask before the first write (SelfSubjectAccessReview): a missing grant names itself and the Role.
+                needs = k8s_preflight.checkpoint_needs(store.namespace, store.name, store.exists)
+                k8s_preflight.enforce(module, store.core.api_client, needs, "writing the audit checkpoints")
         written, refused = cv.advance(loaded, cp_key, deployment, docs, valid_anchors, dry_run=module.check_mode)
         outcome["missing"] = sorted(t for t, r in results.items() if r["checkpoint"]["status"] == "missing")
         moved = set(t for names in written.values() for t in names)

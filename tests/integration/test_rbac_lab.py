@@ -312,6 +312,28 @@ def test_audit_chain_check_and_rollback_check_under_the_observer(lab, play, caps
         lab.cli("heal", "audit-tamper")
 
 
+def test_watch_and_health_under_the_observer_and_the_checkpoint_write_under_the_responder(lab, play):
+    lab.cli("seed-audit", "--tenants", "1", "--rows", "20", "--prefix", "watch")
+    # The fleet health and the watch's rehearsal only read: both pass under the observer.
+    health = play("health", "--check")
+    assert health.rc == 0, health.out[-3000:]
+    assert health.host("lab")["scenario"] in ("healthy", "audit_chain_failure"), health.host("lab")
+    rehearsal = play("audit_chain_watch", "--check", audit_chain_checkpoint_dir="")
+    assert rehearsal.rc == 0, rehearsal.out[-3000:]
+    # A real watch writes the checkpoint Secret: under the observer it stops before the write, naming it.
+    watch = play("audit_chain_watch", audit_chain_checkpoint_dir="")
+    assert watch.rc != 0
+    assert "create secrets" in watch.failure() and "alexandria-audit" in watch.failure(), watch.failure()
+    assert "alexandria-ee-responder" in watch.failure()
+    secret = lab.client.kube("GET", "/api/v1/namespaces/alexandria-audit/secrets/%s" % lab.info["checkpoint_secret"])
+    assert secret[0] == 404
+    # The responder's kubeconfig writes it.
+    done = play("audit_chain_watch", audit_chain_checkpoint_dir="", alex_kubeconfig=kubeconfig(lab, "responder"))
+    assert done.rc == 0, done.failure()
+    assert lab.client.kube("GET", "/api/v1/namespaces/alexandria-audit/secrets/%s"
+                           % lab.info["checkpoint_secret"])[0] == 200
+
+
 def test_pod_restart_under_the_responder_works(lab, capsys):
     ((before, _uid),) = pods(lab)
     result = run_module(alex_pod_restart, k8s_args(lab, "responder", wait_timeout=120), capsys)
