@@ -14,7 +14,7 @@ import types
 import pytest
 import requests
 
-from alexlab import k8s_facade, kobjects
+from alexlab import k8s_facade, kobjects, rbac
 from alexlab.store import Store
 
 TOKEN = "facade-test-token"
@@ -64,7 +64,8 @@ def proxied(tmp_path):
     store.put("services", kobjects.service_obj("alexandria", "alexandria-ee"))
     store.put("pods", ready_pod("alexandria", "alexandria-ee"))
     os.makedirs(tmp_path / "faults")
-    sup = types.SimpleNamespace(store=store, namespace="alexandria", k8s_token=TOKEN, k8s_user="alexlab-sre",
+    sup = types.SimpleNamespace(store=store, namespace="alexandria", namespaces=("alexandria",), k8s_token=TOKEN,
+                                k8s_user="alexlab-sre", access=rbac.Access(TOKEN, "alexlab-sre", {}, None),
                                 info={"api_port": upstream.server_address[1]},
                                 layout=types.SimpleNamespace(faults=str(tmp_path / "faults")),
                                 log=lambda *_a: None)
