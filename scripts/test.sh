@@ -53,7 +53,12 @@ run_galaxy() {
 }
 
 run_pytest() {
-    (cd "$repo" && "$bin/python" -m pytest "${PYTEST_ARGS[@]}")
+    # Two workers, a test file each at a time (module-scoped labs are never started twice): most lab tests wait
+    # on processes, so two run side by side on two cores. PYTEST_WORKERS=0 runs them in this process.
+    local workers=${PYTEST_WORKERS:-2}
+    local parallel=()
+    [ "$workers" = "0" ] || parallel=(-n "$workers" --dist loadfile)
+    (cd "$repo" && "$bin/python" -m pytest "${parallel[@]}" "${PYTEST_ARGS[@]}")
 }
 # Extra pytest arguments, space-separated (e.g. PYTEST_ARGS="-k lab -x").
 read -r -a PYTEST_ARGS <<< "${PYTEST_ARGS:-}"
