@@ -162,20 +162,23 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 
 
-def main():
+def argument_spec():
     spec = am.audit_argument_spec()
     spec.update(
-        tenants=dict(type="list", elements="str"),
-        key_mismatch_fraction=dict(type="float", default=0.5, no_log=False),
+        tenants=dict(type="list", elements=arg_checks.text(1024, "a tenant id")),
+        key_mismatch_fraction=dict(type=arg_checks.fraction(), default=0.5, no_log=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     fraction = module.params["key_mismatch_fraction"]
-    if not 0 < fraction <= 1:
-        module.fail_json(msg="key_mismatch_fraction must be in (0, 1]")
     creds = am.resolve_credentials(module)
     tables = am.tables_from_params(module.params)
     workers = am.workers_from_params(module)

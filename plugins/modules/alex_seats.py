@@ -172,6 +172,7 @@ import datetime
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import seats_logic as sl
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiClient, ApiError, api_argument_spec
 
 
@@ -180,8 +181,8 @@ def argument_spec():
     spec.update(
         state=dict(type="str", default="query", choices=["query", "deactivated"]),
         users=dict(type="list", elements="raw"),
-        inactive_days=dict(type="int", default=90),
-        max_deactivate=dict(type="int"),
+        inactive_days=dict(type=arg_checks.count(0, 36500), default=90),
+        max_deactivate=dict(type=arg_checks.count(0, 100000)),
         list_tenants=dict(type="bool", default=False),
     )
     return spec
