@@ -20,7 +20,13 @@ import math
 import re
 from urllib.parse import urlsplit
 
-from ansible.module_utils.common.validation import check_type_float, check_type_int, check_type_path, check_type_str
+from ansible.module_utils.common.validation import (
+    check_type_dict,
+    check_type_float,
+    check_type_int,
+    check_type_path,
+    check_type_str,
+)
 
 DAY = 86400
 MAX_TEXT = 65536
@@ -62,7 +68,7 @@ def _finite_float(value, what):
     _no_bool(value, what)
     try:
         number = check_type_float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):
         raise ValueError("%s is not a number; give %s" % (_short(repr(value)), what))
     if math.isnan(number) or math.isinf(number):
         raise ValueError("%r is not a finite number; give %s" % (number, what))
@@ -104,7 +110,7 @@ def count(minimum=0, maximum=MAX_COUNT, doc_type="int"):
             raise ValueError("%r is not a whole number; give %s" % (value, what))
         try:
             number = check_type_int(int(value) if isinstance(value, float) else value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, ArithmeticError):  # Ansible's own int check overflows on "inf"
             raise ValueError("%s is not a whole number; give %s" % (_short(repr(value)), what))
         if not minimum <= number <= maximum:
             raise ValueError("%s is out of range; give %s" % (_short(number), what))
@@ -235,3 +241,79 @@ def pg_identifier(what="a PostgreSQL identifier (1 to 63 bytes, no NUL)"):
 
 def port():
     return count(1, 65535)
+
+
+def choice(values, what="one of the choices"):
+    """One of values (a text)."""
+    what = "%s: %s" % (what, ", ".join(values))
+
+    def check(value):
+        value = _plain_text(value, what, 256)
+        if value not in values:
+            raise ValueError("%r is not %s" % (_short(value), what))
+        return value
+    return SpecType("str", check, what)
+
+
+def _unencodable(value, depth=0):
+    """The first text in a structure that is not valid Unicode (a lone surrogate), or None."""
+    if depth > 100:
+        raise ValueError("it is nested more than 100 levels deep")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeError:
+            return value
+        return None
+    if isinstance(value, dict):
+        items = list(value.keys()) + list(value.values())
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _unencodable(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def data(doc_type="raw", what="data"):
+    """Structured data (raw, or a dict): any shape, but every text valid Unicode and at most 100 levels deep.
+
+    A lone surrogate anywhere would otherwise crash AnsibleModule's own logging of its arguments.
+    """
+    def check(value):
+        if doc_type == "dict":
+            if isinstance(value, (list, tuple, bool, int, float)):
+                raise TypeError("a %s is not a mapping; give a mapping (a dict)" % type(value).__name__)
+            value = check_type_dict(value)
+        if _unencodable(value) is not None:
+            raise ValueError("it holds text that is not valid Unicode (a lone surrogate); give %s" % what)
+        return value
+    return SpecType(doc_type, check, what)
+
+
+def record(fields, what):
+    """A mapping with exactly the given keys, each checked by its type (list elements with suboptions).
+
+    Used instead of argument-spec suboptions: AnsibleModule gathers no_log values before it checks types, and a
+    malformed element of an option with suboptions stops that gathering, so the failure would echo every secret
+    option in its invocation.
+    """
+    def check(value):
+        if not isinstance(value, dict):
+            raise TypeError("a %s is not a mapping; give %s" % (type(value).__name__, what))
+        unknown = sorted(repr(_short(key)) for key in value if key not in fields)
+        if unknown:
+            raise ValueError("unknown key %s; give %s" % (", ".join(unknown), what))
+        checked = {}
+        for key, checker in fields.items():
+            if value.get(key) is None:
+                raise ValueError("%s is missing; give %s" % (key, what))
+            try:
+                checked[key] = checker(value[key])
+            except (TypeError, ValueError) as exc:
+                raise ValueError("%s: %s" % (key, exc))
+        return checked
+    return SpecType("dict", check, what)

@@ -224,10 +224,11 @@ def argument_spec():
         container=dict(type=arg_checks.k8s_name(label=True), default="api"),
         since=dict(type=arg_checks.text(64, "an RFC 3339 time")),
         clock_skew=dict(type=arg_checks.count(0, arg_checks.DAY), default=60),
-        expect=dict(type="list", elements="dict", default=[], options=dict(
-            kind=dict(type="str", required=True, choices=list(api_log.EVENT_KINDS)),
-            tenant=dict(type=arg_checks.text(1024, "a tenant id"), required=True),
-        )),
+        # Checked as records, not suboptions: see arg_checks.record.
+        expect=dict(type="list", default=[], elements=arg_checks.record(
+            dict(kind=arg_checks.choice(list(api_log.EVENT_KINDS), "an event kind"),
+                 tenant=arg_checks.text(1024, "a tenant id")),
+            "a mapping with kind and tenant")),
         wait_timeout=dict(type=arg_checks.seconds(zero=True), default=30.0),
         wait_sleep=dict(type=arg_checks.seconds(), default=1.0),
         previous=dict(type="bool", default=False),

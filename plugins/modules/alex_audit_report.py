@@ -152,12 +152,12 @@ def argument_spec():
     return dict(
         dest=dict(type=arg_checks.path("a report path without extension"), required=True),
         incident_id=dict(type=arg_checks.text(1024, "an incident id"), required=True),
-        verify=dict(type="dict", required=True),
-        captures=dict(type="list", elements="dict", default=[]),
-        backup=dict(type="dict"),
-        retires=dict(type="list", elements="dict", default=[]),
-        verify_after=dict(type="dict"),
-        api_checks=dict(type="dict"),
+        verify=dict(type=arg_checks.data("dict"), required=True),
+        captures=dict(type="list", elements=arg_checks.data("dict"), default=[]),
+        backup=dict(type=arg_checks.data("dict")),
+        retires=dict(type="list", elements=arg_checks.data("dict"), default=[]),
+        verify_after=dict(type=arg_checks.data("dict")),
+        api_checks=dict(type=arg_checks.data("dict")),
         signoff=dict(type=arg_checks.text(4096, "a sign-off text")),
     )
 

@@ -71,7 +71,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import run_record
 
 
 def argument_spec():
-    return dict(plan=dict(type="raw", required=True),
+    return dict(plan=dict(type=arg_checks.data(), required=True),
                 expected_hash=dict(type=arg_checks.text(256, "a plan hash"), default=""))
 
 

@@ -180,7 +180,7 @@ def argument_spec():
     spec = api_argument_spec(admin=True)
     spec.update(
         state=dict(type="str", default="query", choices=["query", "deactivated"]),
-        users=dict(type="list", elements="raw"),
+        users=dict(type="list", elements=arg_checks.data()),
         inactive_days=dict(type=arg_checks.count(0, 36500), default=90),
         max_deactivate=dict(type=arg_checks.count(0, 100000)),
         list_tenants=dict(type="bool", default=False),

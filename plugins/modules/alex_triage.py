@@ -221,7 +221,7 @@ def argument_spec():
         tail_lines=dict(type=arg_checks.count(1, 10000), default=50),
         limit_bytes=dict(type=arg_checks.count(1024, 16 * 1024 * 1024), default=65536),
         request_timeout=dict(type=arg_checks.seconds(), default=10.0),
-        probe=dict(type="dict"),
+        probe=dict(type=arg_checks.data("dict")),
         stable_seconds=dict(type=arg_checks.count(0, arg_checks.DAY), default=triage.DEFAULT_STABLE_SECONDS),
     )
     return spec
