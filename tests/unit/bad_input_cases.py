@@ -23,7 +23,8 @@ SECRETS = {
 
 CLOSED_URL = "http://127.0.0.1:{closed}"
 CLOSED_DSN = "postgresql://alex:%s@127.0.0.1:{closed}/audit?connect_timeout=2" % SECRETS["dsn_password"]
-K8S = dict(host=CLOSED_URL, api_key=SECRETS["api_key"], kubeconfig="{tmp}/no-kubeconfig", request_timeout=2)
+K8S_AUTH = dict(host=CLOSED_URL, api_key=SECRETS["api_key"], kubeconfig="{tmp}/no-kubeconfig")
+K8S = dict(K8S_AUTH, request_timeout=2)
 API = dict(base_url=CLOSED_URL, timeout=2)
 AUDIT = dict(dsn=CLOSED_DSN, host=CLOSED_URL, kubeconfig="{tmp}/no-kubeconfig")
 
@@ -35,7 +36,7 @@ BASELINE = {
     "alex_audit_report": dict(dest="{tmp}/out/report", incident_id="INC-1", verify={"tenants": {}, "broken": []}),
     "alex_audit_retire": dict(AUDIT, hmac_key=SECRETS["hmac_key"], tenant="acme"),
     "alex_audit_verify": dict(AUDIT, hmac_key=SECRETS["hmac_key"]),
-    "alex_license": dict(K8S, **API),
+    "alex_license": dict(K8S_AUTH, **API),
     "alex_plan": dict(plan=[{"action": "none"}]),
     "alex_pod_restart": dict(K8S, wait_timeout=1, wait_sleep=0.5),
     "alex_ready": dict(API, retries=0, retry_delay=0, wait_timeout=1, wait_sleep=0.5),
@@ -99,6 +100,8 @@ URL_OPTIONS = {"base_url", "host"}
 DSN_OPTIONS = {"dsn"}
 # Options whose bad value is best tested without the Kubernetes host (so the kubeconfig is read).
 KUBECONFIG_OPTIONS = {"kubeconfig", "context", "ca_cert"}
+# Options that exclude a baseline option.
+EXCLUDES = {"tenants": "tenant"}
 
 
 def spec_of(name):
@@ -138,16 +141,18 @@ def values_for(option, opts):
 
 
 def cases():
-    """Every case: (case id, module, option, args)."""
+    """Every case: (case id, module, option, args); option None is the module's baseline."""
     out = []
     for name in MODULES:
         spec = spec_of(name)
         base = BASELINE[name]
+        out.append(("%s-baseline" % name, name, None, dict(base)))
         for option in sorted(spec):
             for label, value in values_for(option, spec[option]):
                 args = dict(base)
                 if option in KUBECONFIG_OPTIONS:
                     args.pop("host", None)
+                args.pop(EXCLUDES.get(option), None)
                 args[option] = value
                 out.append(("%s-%s-%s" % (name, option, label), name, option, args))
     return out
