@@ -46,7 +46,7 @@ options:
   clock_skew:
     description:
       - Seconds added to the window asked from the Kubernetes API, for clocks of the controller and the cluster
-        that differ.
+        that differ. From 0 to 86400.
     type: int
     default: 60
   expect:
@@ -67,12 +67,12 @@ options:
         required: true
   wait_timeout:
     description:
-      - Seconds to wait for the O(expect) events.
+      - Seconds to wait for the O(expect) events; from 0 to 86400.
     type: float
     default: 30
   wait_sleep:
     description:
-      - Seconds between two reads while waiting.
+      - Seconds between two reads while waiting; more than 0, at most 86400.
     type: float
     default: 1
   previous:
@@ -82,17 +82,17 @@ options:
     default: false
   tail_lines:
     description:
-      - Lines read at most per container log.
+      - Lines read at most per container log; from 1 to 10000000.
     type: int
     default: 10000
   limit_bytes:
     description:
-      - Bytes read at most per container log.
+      - Bytes read at most per container log; from 1 to 1073741824.
     type: int
     default: 8388608
   request_timeout:
     description:
-      - Seconds each Kubernetes API request may take.
+      - Seconds each Kubernetes API request may take; more than 0, at most 86400.
     type: float
     default: 10
 requirements:

@@ -74,7 +74,7 @@ options:
     default: false
   wait_timeout:
     description:
-      - Seconds to wait for the rollout, then again for C(/ready), after a restart.
+      - Seconds to wait for the rollout, then again for C(/ready), after a restart; from 1 to 86400.
     type: int
     default: 300
   license_secret:

@@ -45,21 +45,22 @@ options:
     default: true
   wait_timeout:
     description:
-      - Seconds to wait for the replacements.
+      - Seconds to wait for the replacements; more than 0, at most 86400.
     type: float
     default: 180
   wait_sleep:
     description:
-      - Seconds between two looks at the pods while waiting.
+      - Seconds between two looks at the pods while waiting; more than 0, at most 86400.
     type: float
     default: 1
   grace_period:
     description:
       - C(gracePeriodSeconds) of the deletion; default - the pod's own C(terminationGracePeriodSeconds).
+      - From 0 to 86400.
     type: int
   request_timeout:
     description:
-      - Seconds each Kubernetes API request may take.
+      - Seconds each Kubernetes API request may take; more than 0, at most 86400.
     type: float
     default: 10
 requirements:

@@ -33,12 +33,12 @@ options:
   retries:
     description:
       - How many times to retry C(/ready) when no HTTP answer came back (connection refused, DNS, TLS, timeout).
-        An HTTP answer, even a 503, is never retried.
+        An HTTP answer, even a 503, is never retried. From 0 to 10.
     type: int
     default: 2
   retry_delay:
     description:
-      - Seconds before the first retry; each further retry waits twice as long.
+      - Seconds before the first retry; each further retry waits twice as long. From 0 to 60.
     type: float
     default: 0.5
   wait:
@@ -48,12 +48,12 @@ options:
     default: false
   wait_timeout:
     description:
-      - Seconds to wait when O(wait=true).
+      - Seconds to wait when O(wait=true); more than 0, at most 86400.
     type: float
     default: 120
   wait_sleep:
     description:
-      - Seconds between probes when O(wait=true).
+      - Seconds between probes when O(wait=true); more than 0, at most 86400.
     type: float
     default: 2
 notes:

@@ -51,13 +51,13 @@ options:
     elements: raw
   inactive_days:
     description:
-      - Idle days that make an active user inactive, and a tenant unused.
+      - Idle days that make an active user inactive, and a tenant unused; from 0 to 36500.
     type: int
     default: 90
   max_deactivate:
     description:
       - The most users O(state=deactivated) may deactivate in one run. If more would be, the module fails and
-        changes nothing. Required with O(state=deactivated).
+        changes nothing. Required with O(state=deactivated). From 0 to 100000.
     type: int
   list_tenants:
     description:

@@ -51,17 +51,17 @@ options:
     default: license.blob
   tail_lines:
     description:
-      - Lines to read from the end of each log (C(kubectl logs --tail)).
+      - Lines to read from the end of each log (C(kubectl logs --tail)); from 1 to 10000.
     type: int
     default: 50
   limit_bytes:
     description:
-      - Upper bound of bytes read per log, whatever the line lengths.
+      - Upper bound of bytes read per log, whatever the line lengths; from 1024 to 16777216.
     type: int
     default: 65536
   request_timeout:
     description:
-      - Seconds each Kubernetes API request may take.
+      - Seconds each Kubernetes API request may take; more than 0, at most 86400.
     type: float
     default: 10
   probe:
@@ -76,6 +76,7 @@ options:
       - Seconds a container must have been running (and ready) since it was last OOMKilled to count as
         recovered. An OOM loop serves between kills, so a younger container is reported as C(oom_killed) even
         when C(/ready) answers 200.
+      - From 0 to 86400.
     type: int
     default: 120
 requirements:
