@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) 2026, alexandria.ee contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument-spec types that refuse values no option can use (docs/security.md, "Bad input").
+"""Argument-spec types that refuse values no option can use (docs/contract.md section 7, "Option values").
 
 Each type is used as ``type=`` in an argument spec. Ansible calls it with the raw value and turns a
 TypeError/ValueError into one fail_json naming the option ("argument 'timeout' is of type float and we were
@@ -32,7 +32,7 @@ DAY = 86400
 MAX_TEXT = 65536
 MAX_PATH = 4096
 MAX_TOKEN = 16384
-# Values the kubernetes and requests libraries accept without overflowing time arithmetic or C integers.
+# The default upper bound of a count: what the kubernetes and requests libraries pass on as a C int.
 MAX_COUNT = 2 ** 31 - 1
 # seq is a PostgreSQL bigint.
 MAX_SEQ = 2 ** 63 - 1
@@ -61,7 +61,7 @@ class SpecType(str):
 
 def _no_bool(value, what):
     if isinstance(value, bool):
-        raise TypeError("a boolean is not %s" % what)
+        raise TypeError("%r is a boolean; give %s" % (value, what))
 
 
 def _finite_float(value, what):
@@ -75,14 +75,13 @@ def _finite_float(value, what):
     return number
 
 
-def seconds(minimum=0.0, maximum=DAY, zero=False):
-    """A finite number of seconds in (minimum, maximum], or [0, maximum] when zero=True (delays)."""
-    low = "at least 0" if zero else "greater than %g" % minimum
-    what = "a number of seconds %s and at most %g" % (low, maximum)
+def seconds(maximum=DAY, zero=False):
+    """A finite number of seconds in (0, maximum], or [0, maximum] when zero=True (delays)."""
+    what = "a number of seconds %s and at most %g" % ("at least 0" if zero else "greater than 0", maximum)
 
     def check(value):
         number = _finite_float(value, what)
-        if (number < 0 if zero else number <= minimum) or number > maximum:
+        if (number < 0 if zero else number <= 0) or number > maximum:
             raise ValueError("%g is out of range; give %s" % (number, what))
         return number
     return SpecType("float", check, "a number of seconds")
@@ -100,7 +99,7 @@ def fraction():
     return SpecType("float", check, "a fraction")
 
 
-def count(minimum=0, maximum=MAX_COUNT, doc_type="int"):
+def count(minimum=0, maximum=MAX_COUNT):
     """A whole number in [minimum, maximum]."""
     what = "a whole number from %d to %d" % (minimum, maximum)
 
@@ -115,7 +114,7 @@ def count(minimum=0, maximum=MAX_COUNT, doc_type="int"):
         if not minimum <= number <= maximum:
             raise ValueError("%s is out of range; give %s" % (_short(number), what))
         return number
-    return SpecType(doc_type, check, "a whole number")
+    return SpecType("int", check, "a whole number")
 
 
 def _short(value, limit=40):
@@ -144,14 +143,14 @@ def text(max_len=MAX_TEXT, what="text"):
     return SpecType("str", lambda value: _plain_text(value, what, max_len), what)
 
 
-_TOKEN = re.compile(r"^[\x21-\x7e]+$")
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 def token(what="a token"):
     """A credential sent in an HTTP header: visible ASCII only (RFC 7230 field value, RFC 6750 token)."""
     def check(value):
         value = _plain_text(value, what, MAX_TOKEN)
-        if not _TOKEN.match(value):
+        if not _TOKEN.fullmatch(value):
             raise ValueError("%s may hold only visible ASCII characters (no spaces, no line breaks, no accents): it "
                              "is sent in an HTTP header; check for a stray newline or a pasted wrong value" % what)
         return value
@@ -169,7 +168,7 @@ def path(what="a path"):
 
 
 def url(schemes=("http", "https"), what="an http:// or https:// URL"):
-    """A URL with one of the schemes and a host; credentials in it are allowed (masked by the modules)."""
+    """A URL with one of the schemes and a host. The value is never echoed in a message (it may hold a password)."""
     def check(value):
         value = _plain_text(value, what, 2048)
         if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7f for ch in value):
@@ -199,9 +198,10 @@ def dsn(what="a libpq connection string (postgresql://... or key=value pairs)"):
     return SpecType("str", check, what)
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+# Matched with fullmatch: "$" would also match before a trailing newline.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 def k8s_name(label=False, limit=None):
@@ -213,7 +213,7 @@ def k8s_name(label=False, limit=None):
 
     def check(value):
         value = _plain_text(value, what, 1024)
-        if len(value) > limit or not pattern.match(value):
+        if len(value) > limit or not pattern.fullmatch(value):
             raise ValueError("%r is not %s" % (_short(value), what))
         return value
     return SpecType("str", check, what)
@@ -223,7 +223,7 @@ def k8s_key(what="a Secret key (letters, digits, '-', '_' and '.', at most 253)"
     """A key of a Secret's data."""
     def check(value):
         value = _plain_text(value, what, 1024)
-        if len(value) > 253 or not _CONFIG_KEY.match(value) or value in (".", ".."):
+        if len(value) > 253 or not _CONFIG_KEY.fullmatch(value) or value in (".", ".."):
             raise ValueError("%r is not %s" % (_short(value), what))
         return value
     return SpecType("str", check, what)
