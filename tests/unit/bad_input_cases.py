@@ -53,7 +53,8 @@ EVERY = [
     ("bool-false", False), ("int-neg", -7), ("float-frac", 3.5), ("empty", ""), ("blank", "  "),
     ("huge", HUGE), ("nul", "a\x00b"), ("lone-surrogate-high", "\ud800"), ("lone-surrogate-low", "x\udcff"),
     ("non-latin1", "\u017c\u00f3\u0142\u0107 \u2603 \u65e5\u672c"), ("rtl-override", "a\u202eb"),
-    ("newline", "line\nbreak"), ("trailing-newline", "alexandria\n"), ("control", "\x1b[31mred\x07"), ("template", "{{ lookup('env', 'HOME') }}"),
+    ("newline", "line\nbreak"), ("trailing-newline", "alexandria\n"), ("control", "\x1b[31mred\x07"),
+    ("template", "{{ lookup('env', 'HOME') }}"),
     ("sql", "x'; DROP TABLE audit_logs; --"), ("format", "%s%n%(x)s{0}"),
 ]
 NUMBERS = [
