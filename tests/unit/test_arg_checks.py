@@ -109,7 +109,7 @@ def test_pg_identifier_counts_bytes():
 
 def test_data_refuses_lone_surrogates_anywhere_and_deep_nesting():
     deep = []
-    for _ in range(150):
+    for _depth in range(150):
         deep = [deep]
     assert ac.data()({"a": [1, "\u00e9"]}) == {"a": [1, "\u00e9"]}
     assert "lone surrogate" in refused(ac.data(), {"a": ["\ud800"]})
