@@ -91,7 +91,7 @@ LIST_ELEMENTS = [
     ("elem-empty", [""]), ("elem-huge", [HUGE]), ("elem-list", [[1]]), ("many", ["t%d" % i for i in range(2000)]),
 ]
 DEEP = []
-for _ in range(200):
+for _depth in range(200):
     DEEP = [DEEP]
 STRUCTURES = [("deep", DEEP), ("wide-dict", {"k%d" % i: i for i in range(5000)}), ("mixed", {"a": [1, None, "\x00"]}),
               ("nested-surrogate", {"k": ["ok", "\ud800"]}), ("surrogate-key", {"\udcff": 1}),
