@@ -7,6 +7,19 @@ bin="$repo/.venv/bin"
 export PATH="$bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$repo/.venv/collections"
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
+# Tests stay in their lane: nothing is written outside the checkout and the system temp dir. Ansible's home
+# (galaxy cache, roles, the collection copy ansible-lint installs, ~/.ansible/tmp) and every XDG cache go under
+# .build/. ansible-test and ansible-lint also write below ~ by name (~/.ansible/test/venv, ~/.ansible/test/cache,
+# ~/.ansible/collections), so they run with HOME=.build/home; configuration is still read from the real
+# ~/.config (pip's index settings).
+lane="$repo/.build/lane"
+export XDG_CONFIG_HOME="${XDG_CONFIG_HOME:-$HOME/.config}"
+export ANSIBLE_HOME="$lane/ansible-home"
+export ANSIBLE_LOCAL_TEMP="$lane/ansible-home/tmp"
+export ANSIBLE_GALAXY_CACHE_DIR="$lane/ansible-home/galaxy_cache"
+export XDG_CACHE_HOME="$lane/cache"
+mkdir -p "$lane/home" "$ANSIBLE_LOCAL_TEMP" "$XDG_CACHE_HOME"
+in_lane() { HOME="$lane/home" "$@"; }
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(sanity lint galaxy pytest)
 failed=()
@@ -27,23 +40,23 @@ run_sanity() {
         tar --null -T - -cf - | tar -xf - -C "$tree")
     offline="$repo/../shared/tools/ansible-test-offline.sh"
     if [ -x "$offline" ] || [ -f "$offline" ]; then
-        PYTHON="$bin/python" bash "$offline" >/dev/null
+        PYTHON="$bin/python" in_lane bash "$offline" >/dev/null
     fi
     (cd "$tree" && git init -q && git add -A && \
-        "$bin/ansible-test" sanity --venv --python "$("$bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no)
+        in_lane "$bin/ansible-test" sanity --venv --python "$("$bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" --color no)
 }
 
 run_lint() {
-    (cd "$repo" && "$bin/ansible-lint" --profile production --strict)
+    (cd "$repo" && in_lane "$bin/ansible-lint" --profile production --strict)
 }
 
 run_galaxy() {
     # The checks Galaxy runs on upload: galaxy-importer on the built tarball, no errors and no warnings.
     local out="$repo/.build/galaxy"
     rm -rf "$out" && mkdir -p "$out"
-    (cd "$repo" && "$bin/ansible-galaxy" collection build --force --output-path "$out" >/dev/null) || return 1
+    (cd "$repo" && in_lane "$bin/ansible-galaxy" collection build --force --output-path "$out" >/dev/null) || return 1
     local log="$out/importer.log"
-    (cd "$out" && "$bin/python" -m galaxy_importer.main "$out"/alexandria-ee-*.tar.gz >"$log" 2>&1)
+    (cd "$out" && in_lane "$bin/python" -m galaxy_importer.main "$out"/alexandria-ee-*.tar.gz >"$log" 2>&1)
     local rc=$?
     grep -vE '^Loading ' "$log"
     if [ $rc -ne 0 ] || grep -qiE '^(WARNING|ERROR)|warning:|error:' "$log"; then

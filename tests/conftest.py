@@ -4,6 +4,7 @@ import pathlib
 import shutil
 import sys
 import tempfile
+import uuid
 
 import pytest
 
@@ -11,6 +12,9 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "lab"))
 
 from alexlab import pg as labpg  # noqa: E402
+
+sys.path.insert(0, str(REPO / "tests"))
+import lane  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +50,32 @@ def pytest_collection_finish(session):
     if _internal.is_controller:
         raise pytest.UsageError("a test module imports Ansible controller code at collection time; run Ansible "
                                 "controller code in a subprocess (ansible-playbook, ansible-doc) instead")
+
+
+def pytest_configure(config):
+    """Mark this session: every process it starts inherits the mark (see tests/lane.py)."""
+    os.environ.setdefault(lane.SESSION_MARK, "%d-%s" % (os.getpid(), uuid.uuid4().hex))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After every fixture's teardown (the last test's teardown ends the session fixtures, pg_admin_dsn's server
+    included): fail the run if a lab process, a PostgreSQL or any other process this session started still runs,
+    or if a collection copy sits under ~/.ansible/collections."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    roots = []
+    if factory is not None:
+        try:
+            roots.append(factory.getbasetemp())
+        except (OSError, ValueError):
+            pass
+    lines = lane.report(os.environ[lane.SESSION_MARK], roots=roots, own_pids={os.getpid()})
+    if not lines:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", "left behind by this test session", red=True, bold=True)
+        for line in lines:
+            reporter.write_line(line, red=True)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -31,7 +31,7 @@ options:
     type: path
   timeout:
     description:
-      - Seconds to wait for each HTTP request.
+      - Seconds to wait for each HTTP request; more than 0, at most 86400.
     type: float
     default: 10
 '''
@@ -42,6 +42,7 @@ options:
   admin_token:
     description:
       - Bearer token for the admin API. Never logged. Can also be set with E(ALEX_ADMIN_TOKEN).
+      - Visible ASCII characters only (it is sent in an HTTP header).
     type: str
     required: true
 '''

@@ -70,6 +70,7 @@ options:
       - Processes that verify chunks of the chain at the same time, all reading one exported snapshot.
       - Defaults to the number of CPUs of the host running the module, at most 4. Small chains (under
         20000 rows) are verified in one process whatever this says.
+      - From 1 to 64.
     type: int
 '''
 

@@ -47,13 +47,14 @@ options:
 options:
   namespace:
     description:
-      - Namespace of the Alexandria EE release.
+      - Namespace of the Alexandria EE release (an RFC 1123 label, at most 63 characters).
     type: str
     default: alexandria
   release:
     description:
       - Helm release name. Pods are selected by C(app.kubernetes.io/instance=<release>); the Deployment,
         Service and main Secret carry this name and the license Secret is C(<release>-license).
+      - Lowercase letters, digits and C(-), at most 53 characters, as Helm requires.
     type: str
     default: alexandria-ee
 '''

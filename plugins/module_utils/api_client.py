@@ -14,6 +14,8 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+
 try:
     import requests
     HAS_REQUESTS = True
@@ -30,13 +32,14 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def api_argument_spec(admin=False):
     spec = dict(
-        base_url=dict(type="str", fallback=(env_fallback, ["ALEX_BASE_URL"])),
+        base_url=dict(type=arg_checks.url(empty_ok=True), fallback=(env_fallback, ["ALEX_BASE_URL"])),
         validate_certs=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
-        timeout=dict(type="float", default=10.0),
+        ca_path=dict(type=arg_checks.path("a CA bundle file or directory")),
+        timeout=dict(type=arg_checks.seconds(), default=10.0),
     )
     if admin:
-        spec["admin_token"] = dict(type="str", no_log=True, required=True, fallback=(env_fallback, ["ALEX_ADMIN_TOKEN"]))
+        spec["admin_token"] = dict(type=arg_checks.token("the admin token"), no_log=True, required=True,
+                                   fallback=(env_fallback, ["ALEX_ADMIN_TOKEN"]))
     return spec
 
 

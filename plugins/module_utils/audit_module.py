@@ -19,6 +19,7 @@ import json
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_checkpoint
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import checkpoint_store
 from ansible_collections.alexandria.ee.plugins.module_utils import k8s_client
@@ -36,18 +37,19 @@ def audit_argument_spec(key=True):
     spec.update(k8s_client.k8s_auth_argument_spec())
     spec.update(k8s_client.deployment_argument_spec())
     spec.update(
-        secret_name=dict(type="str"),
-        dsn_secret_key=dict(type="str", default="database-dsn", no_log=False),
-        schema=dict(type="str", default="public"),
-        table=dict(type="str", default="audit_logs"),
-        anchor_table=dict(type="str", default="audit_chain_anchors"),
-        quarantine_table=dict(type="str", default="audit_quarantine"),
+        secret_name=dict(type=arg_checks.k8s_name()),
+        dsn_secret_key=dict(type=arg_checks.k8s_key(), default="database-dsn", no_log=False),
+        schema=dict(type=arg_checks.pg_identifier(), default="public"),
+        table=dict(type=arg_checks.pg_identifier(), default="audit_logs"),
+        anchor_table=dict(type=arg_checks.pg_identifier(), default="audit_chain_anchors"),
+        quarantine_table=dict(type=arg_checks.pg_identifier(), default="audit_quarantine"),
     )
     if key:
         spec.update(
-            hmac_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_AUDIT_HMAC_KEY"])),
-            hmac_secret_key=dict(type="str", default="audit-hmac-key", no_log=False),
-            workers=dict(type="int"),
+            hmac_key=dict(type=arg_checks.text(arg_checks.MAX_TOKEN, "an HMAC key"), no_log=True,
+                          fallback=(env_fallback, ["ALEX_AUDIT_HMAC_KEY"])),
+            hmac_secret_key=dict(type=arg_checks.k8s_key(), default="audit-hmac-key", no_log=False),
+            workers=dict(type=arg_checks.count(1, 64)),
         )
     return spec
 

@@ -14,6 +14,8 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+
 # The kubernetes library takes about half a second to import, so it is imported on first use:
 # by build_api_client, describe_api_error, transport_errors, or when any of these module
 # attributes is read (module __getattr__, PEP 562): HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR,
@@ -54,20 +56,25 @@ DEFAULT_RELEASE = "alexandria-ee"
 
 def k8s_auth_argument_spec():
     return dict(
-        kubeconfig=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
-        context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
-        host=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_HOST"])),
-        api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["K8S_AUTH_API_KEY"])),
+        kubeconfig=dict(type=arg_checks.path("a kubeconfig file"), fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
+        context=dict(type=arg_checks.text(1024, "a kubeconfig context name"),
+                     fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
+        host=dict(type=arg_checks.url(what="the Kubernetes API URL (https://...)"),
+                  fallback=(env_fallback, ["K8S_AUTH_HOST"])),
+        api_key=dict(type=arg_checks.token("the Kubernetes API token"), no_log=True,
+                     fallback=(env_fallback, ["K8S_AUTH_API_KEY"])),
         validate_certs=dict(type="bool", aliases=["verify_ssl"], fallback=(env_fallback, ["K8S_AUTH_VERIFY_SSL"])),
-        ca_cert=dict(type="path", aliases=["ssl_ca_cert"], fallback=(env_fallback, ["K8S_AUTH_SSL_CA_CERT"])),
+        ca_cert=dict(type=arg_checks.path("a CA certificate file"), aliases=["ssl_ca_cert"],
+                     fallback=(env_fallback, ["K8S_AUTH_SSL_CA_CERT"])),
     )
 
 
 def deployment_argument_spec():
     """Where the release lives (contract section 1)."""
     return dict(
-        namespace=dict(type="str", default=DEFAULT_NAMESPACE),
-        release=dict(type="str", default=DEFAULT_RELEASE),
+        namespace=dict(type=arg_checks.k8s_name(label=True), default=DEFAULT_NAMESPACE),
+        # Helm release names are labels of at most 53 characters (Helm adds suffixes to reach 63).
+        release=dict(type=arg_checks.k8s_name(label=True, limit=53), default=DEFAULT_RELEASE),
     )
 
 

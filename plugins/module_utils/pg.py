@@ -12,6 +12,8 @@ import traceback
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+
 try:
     import psycopg2
     import psycopg2.extensions
@@ -27,12 +29,14 @@ SESSION_SETTINGS = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'"
 
 def postgres_argument_spec():
     return dict(
-        dsn=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_DSN"])),
-        login_host=dict(type="str", fallback=(env_fallback, ["PGHOST"])),
-        login_port=dict(type="int", fallback=(env_fallback, ["PGPORT"])),
-        login_user=dict(type="str", fallback=(env_fallback, ["PGUSER"])),
-        login_password=dict(type="str", no_log=True, fallback=(env_fallback, ["PGPASSWORD"])),
-        login_db=dict(type="str", fallback=(env_fallback, ["PGDATABASE"])),
+        dsn=dict(type=arg_checks.dsn(), no_log=True, fallback=(env_fallback, ["ALEX_DSN"])),
+        login_host=dict(type=arg_checks.text(1024, "a host name or socket directory"),
+                        fallback=(env_fallback, ["PGHOST"])),
+        login_port=dict(type=arg_checks.port(), fallback=(env_fallback, ["PGPORT"])),
+        login_user=dict(type=arg_checks.text(1024, "a user name"), fallback=(env_fallback, ["PGUSER"])),
+        login_password=dict(type=arg_checks.text(arg_checks.MAX_TOKEN, "a password"), no_log=True,
+                            fallback=(env_fallback, ["PGPASSWORD"])),
+        login_db=dict(type=arg_checks.text(1024, "a database name"), fallback=(env_fallback, ["PGDATABASE"])),
         ssl_mode=dict(type="str", fallback=(env_fallback, ["PGSSLMODE"]),
                       choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
     )

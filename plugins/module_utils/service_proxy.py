@@ -17,6 +17,8 @@ __metaclass__ = type
 
 from urllib.parse import quote
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+
 DEFAULT_SERVICE_PORT = "80"
 ROUTE = "service_proxy"
 
@@ -31,8 +33,8 @@ AUTHORIZATION_DROPPED = (
 def service_proxy_argument_spec():
     """The Service the proxy goes to (contract section 1); the Kubernetes options come from k8s_client."""
     return dict(
-        service=dict(type="str"),
-        service_port=dict(type="str", default=DEFAULT_SERVICE_PORT),
+        service=dict(type=arg_checks.k8s_name()),
+        service_port=dict(type=arg_checks.text(63, "a Service port number or name"), default=DEFAULT_SERVICE_PORT),
     )
 
 

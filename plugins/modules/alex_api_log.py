@@ -46,7 +46,7 @@ options:
   clock_skew:
     description:
       - Seconds added to the window asked from the Kubernetes API, for clocks of the controller and the cluster
-        that differ.
+        that differ. From 0 to 86400.
     type: int
     default: 60
   expect:
@@ -67,12 +67,12 @@ options:
         required: true
   wait_timeout:
     description:
-      - Seconds to wait for the O(expect) events.
+      - Seconds to wait for the O(expect) events; from 0 to 86400.
     type: float
     default: 30
   wait_sleep:
     description:
-      - Seconds between two reads while waiting.
+      - Seconds between two reads while waiting; more than 0, at most 86400.
     type: float
     default: 1
   previous:
@@ -82,17 +82,17 @@ options:
     default: false
   tail_lines:
     description:
-      - Lines read at most per container log.
+      - Lines read at most per container log; from 1 to 10000000.
     type: int
     default: 10000
   limit_bytes:
     description:
-      - Bytes read at most per container log.
+      - Bytes read at most per container log; from 1 to 1073741824.
     type: int
     default: 8388608
   request_timeout:
     description:
-      - Seconds each Kubernetes API request may take.
+      - Seconds each Kubernetes API request may take; more than 0, at most 86400.
     type: float
     default: 10
 requirements:
@@ -180,7 +180,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alexandria.ee.plugins.module_utils import api_log
+from ansible_collections.alexandria.ee.plugins.module_utils import api_log, arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     KUBERNETES_IMPORT_ERROR,
     K8sError,
@@ -217,34 +217,31 @@ def _read_events(service, params, since):
     return events, names
 
 
-def main():
-    argument_spec = k8s_auth_argument_spec()
-    argument_spec.update(deployment_argument_spec())
-    argument_spec.update(
-        container=dict(type="str", default="api"),
-        since=dict(type="str"),
-        clock_skew=dict(type="int", default=60),
-        expect=dict(type="list", elements="dict", default=[], options=dict(
-            kind=dict(type="str", required=True, choices=list(api_log.EVENT_KINDS)),
-            tenant=dict(type="str", required=True),
-        )),
-        wait_timeout=dict(type="float", default=30.0),
-        wait_sleep=dict(type="float", default=1.0),
+def argument_spec():
+    spec = k8s_auth_argument_spec()
+    spec.update(deployment_argument_spec())
+    spec.update(
+        container=dict(type=arg_checks.k8s_name(label=True), default="api"),
+        since=dict(type=arg_checks.text(64, "an RFC 3339 time")),
+        clock_skew=dict(type=arg_checks.count(0, arg_checks.DAY), default=60),
+        # Checked as records, not suboptions: see arg_checks.record.
+        expect=dict(type="list", default=[], elements=arg_checks.record(
+            dict(kind=arg_checks.choice(list(api_log.EVENT_KINDS), "an event kind"),
+                 tenant=arg_checks.text(1024, "a tenant id")),
+            "a mapping with kind and tenant")),
+        wait_timeout=dict(type=arg_checks.seconds(zero=True), default=30.0),
+        wait_sleep=dict(type=arg_checks.seconds(), default=1.0),
         previous=dict(type="bool", default=False),
-        tail_lines=dict(type="int", default=10000),
-        limit_bytes=dict(type="int", default=8 * 1024 * 1024),
-        request_timeout=dict(type="float", default=10.0),
+        tail_lines=dict(type=arg_checks.count(1, 10 ** 7), default=10000),
+        limit_bytes=dict(type=arg_checks.count(1, 2 ** 30), default=8 * 1024 * 1024),
+        request_timeout=dict(type=arg_checks.seconds(), default=10.0),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    for name in ("namespace", "release", "container"):
-        if not params[name]:
-            module.fail_json(msg="%s must not be empty" % name)
-    for name in ("tail_lines", "limit_bytes", "request_timeout", "wait_sleep"):
-        if params[name] <= 0:
-            module.fail_json(msg="%s must be greater than 0" % name)
-    if params["wait_timeout"] < 0 or params["clock_skew"] < 0:
-        module.fail_json(msg="wait_timeout and clock_skew must not be negative")
     since = None
     if params["since"]:
         try:

@@ -167,6 +167,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
@@ -227,20 +228,24 @@ def restored(module, conn, creds, tables, tools, result):
     return result
 
 
-def main():
+def argument_spec():
     spec = am.audit_argument_spec(key=False)
     spec.update(
         state=dict(type="str", default="present", choices=["present", "restored"]),
-        dest=dict(type="path", required=True),
-        manifest=dict(type="path"),
+        dest=dict(type=arg_checks.path("a backup file path"), required=True),
+        manifest=dict(type=arg_checks.path("a manifest file path")),
         force=dict(type="bool", default=False),
-        pg_dump_path=dict(type="path"),
-        pg_restore_path=dict(type="path"),
-        lock_timeout=dict(type="str", default="30s"),
+        pg_dump_path=dict(type=arg_checks.path("the pg_dump program")),
+        pg_restore_path=dict(type=arg_checks.path("the pg_restore program")),
+        lock_timeout=dict(type=arg_checks.text(64, "a PostgreSQL duration such as 30s"), default="30s"),
         dump_scope=dict(type="str", default="database", choices=["database", "audit_tables"]),
-        live_tenants=dict(type="dict"),
+        live_tenants=dict(type=arg_checks.data("dict", "the live verification's tenants")),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     dest = p["dest"]
     result = dict(changed=False, dest=dest, manifest=p["manifest"] or dest + ".manifest.json", sha256=None,

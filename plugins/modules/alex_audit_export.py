@@ -185,6 +185,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_capture
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
@@ -253,19 +254,23 @@ def _tenant_ranges(module, conn, tables, creds, tenants, workers, snapshot):
     return found
 
 
-def main():
+def argument_spec():
     spec = am.audit_argument_spec()
     spec.update(
-        tenant=dict(type="str"),
-        tenants=dict(type="list", elements="str"),
+        tenant=dict(type=arg_checks.text(1024, "a tenant id")),
+        tenants=dict(type="list", elements=arg_checks.text(1024, "a tenant id")),
         selection=dict(type="str", default="segments", choices=["segments", "range", "all"]),
-        first_seq=dict(type="int"),
-        last_seq=dict(type="int"),
-        dest=dict(type="path", required=True),
-        manifest=dict(type="path"),
+        first_seq=dict(type=arg_checks.count(0, arg_checks.MAX_SEQ)),
+        last_seq=dict(type=arg_checks.count(0, arg_checks.MAX_SEQ)),
+        dest=dict(type=arg_checks.path("a file or directory path"), required=True),
+        manifest=dict(type=arg_checks.path("a manifest file path")),
         force=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
                            required_if=[("selection", "range", ("first_seq", "last_seq"))],
                            required_one_of=[("tenant", "tenants")],
                            mutually_exclusive=[("tenant", "tenants"), ("tenants", "manifest")])

@@ -121,6 +121,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_report
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
@@ -147,19 +148,23 @@ def api_checks(raw):
     return out
 
 
+def argument_spec():
+    return dict(
+        dest=dict(type=arg_checks.path("a report path without extension"), required=True),
+        incident_id=dict(type=arg_checks.text(1024, "an incident id"), required=True),
+        verify=dict(type=arg_checks.data("dict"), required=True),
+        captures=dict(type="list", elements=arg_checks.data("dict"), default=[]),
+        backup=dict(type=arg_checks.data("dict")),
+        retires=dict(type="list", elements=arg_checks.data("dict"), default=[]),
+        verify_after=dict(type=arg_checks.data("dict")),
+        api_checks=dict(type=arg_checks.data("dict")),
+        signoff=dict(type=arg_checks.text(4096, "a sign-off text")),
+    )
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            dest=dict(type="path", required=True),
-            incident_id=dict(type="str", required=True),
-            verify=dict(type="dict", required=True),
-            captures=dict(type="list", elements="dict", default=[]),
-            backup=dict(type="dict"),
-            retires=dict(type="list", elements="dict", default=[]),
-            verify_after=dict(type="dict"),
-            api_checks=dict(type="dict"),
-            signoff=dict(type="str"),
-        ),
+        argument_spec=argument_spec(),
         supports_check_mode=True,
     )
     p = module.params

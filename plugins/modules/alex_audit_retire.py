@@ -220,6 +220,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
@@ -296,22 +297,26 @@ def diff_of(plan, anchors, tables):
     return {"before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"}
 
 
-def main():
+def argument_spec():
     spec = am.audit_argument_spec()
     spec.update(
-        tenant=dict(type="str", required=True),
-        compliance_signoff=dict(type="str"),
-        capture=dict(type="path"),
-        capture_manifest=dict(type="path"),
+        tenant=dict(type=arg_checks.text(1024, "a tenant id"), required=True),
+        compliance_signoff=dict(type=arg_checks.text(4096, "a sign-off text")),
+        capture=dict(type=arg_checks.path("a capture file path")),
+        capture_manifest=dict(type=arg_checks.path("a manifest file path")),
         capture_match=dict(type="str", default="exact", choices=["exact", "superset"]),
-        backup=dict(type="path"),
-        backup_manifest=dict(type="path"),
-        max_backup_age=dict(type="str", default="1h"),
-        key_mismatch_fraction=dict(type="float", default=0.5, no_log=False),
+        backup=dict(type=arg_checks.path("a backup file path")),
+        backup_manifest=dict(type=arg_checks.path("a manifest file path")),
+        max_backup_age=dict(type=arg_checks.text(64, "an age such as 1h"), default="1h"),
+        key_mismatch_fraction=dict(type=arg_checks.fraction(), default=0.5, no_log=False),
         lock_verify=dict(type="str", default="incremental", choices=["incremental", "full"]),
-        lock_timeout=dict(type="str", default="30s"),
+        lock_timeout=dict(type=arg_checks.text(64, "a PostgreSQL duration such as 30s"), default="30s"),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     tenant = p["tenant"]
     max_age = parse_age(p["max_backup_age"])
@@ -319,8 +324,6 @@ def main():
         module.fail_json(msg="max_backup_age %r is not a number of seconds with an optional unit s, m, h or d"
                          % p["max_backup_age"])
     fraction = p["key_mismatch_fraction"]
-    if not 0 < fraction <= 1:
-        module.fail_json(msg="key_mismatch_fraction must be in (0, 1]")
     creds = am.resolve_credentials(module)
     tables = am.tables_from_params(p)
     workers = am.workers_from_params(module)

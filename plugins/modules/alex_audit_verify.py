@@ -254,6 +254,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import checkpoint_verify as cv
@@ -264,9 +265,9 @@ def argument_spec():
     spec = am.audit_argument_spec()
     spec.update(am.checkpoint_argument_spec())
     spec.update(
-        tenants=dict(type="list", elements="str"),
-        key_mismatch_fraction=dict(type="float", default=0.5, no_log=False),
-        max_rows=dict(type="int", default=0),
+        tenants=dict(type="list", elements=arg_checks.text(1024, "a tenant id")),
+        key_mismatch_fraction=dict(type=arg_checks.fraction(), default=0.5, no_log=False),
+        max_rows=dict(type=arg_checks.count(0, 10 ** 12), default=0),
     )
     return spec
 
@@ -338,10 +339,6 @@ def run(module, creds, cp_key, tables, workers):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     fraction = module.params["key_mismatch_fraction"]
-    if not 0 < fraction <= 1:
-        module.fail_json(msg="key_mismatch_fraction must be in (0, 1]")
-    if module.params["max_rows"] < 0:
-        module.fail_json(msg="max_rows must be 0 (no bound) or more")
     creds = am.resolve_credentials(module)
     cp_key = am.checkpoint_key(module, creds)
     tables = am.tables_from_params(module.params)

@@ -75,7 +75,7 @@ options:
     default: false
   wait_timeout:
     description:
-      - Seconds to wait for the rollout, then again for C(/ready), after a restart.
+      - Seconds to wait for the rollout, then again for C(/ready), after a restart; from 1 to 86400.
     type: int
     default: 300
   license_secret:
@@ -298,6 +298,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.alexandria.ee.plugins.module_utils import license_codec as lc
 from ansible_collections.alexandria.ee.plugins.module_utils import license_logic as ll
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
     ApiClient, ApiError, api_route_argument_spec,
 )
@@ -310,17 +311,17 @@ def argument_spec():
     spec = api_route_argument_spec()  # one validate_certs for both APIs (the Kubernetes one's spec is kept)
     spec.update(
         state=dict(type="str", default="query", choices=["query", "validate", "present", "rollback"]),
-        blob=dict(type="str", no_log=True),
-        blob_file=dict(type="path"),
-        issuer_public_key=dict(type="str", no_log=False),
+        blob=dict(type=arg_checks.text(arg_checks.MAX_TOKEN, "a license blob"), no_log=True),
+        blob_file=dict(type=arg_checks.path("a license blob file")),
+        issuer_public_key=dict(type=arg_checks.text(arg_checks.MAX_TOKEN, "a public key"), no_log=False),
         force=dict(type="bool", default=False),
         restart=dict(type="bool", default=False),
-        wait_timeout=dict(type="int", default=300),
-        license_secret=dict(type="str", no_log=False),
-        license_secret_key=dict(type="str", default=kw.DEFAULT_LICENSE_KEY, no_log=False),
-        backup_secret_key=dict(type="str", default="license.blob.previous", no_log=False),
-        rollback_from=dict(type="str"),
-        deployment=dict(type="str"),
+        wait_timeout=dict(type=arg_checks.count(1, arg_checks.DAY), default=300),
+        license_secret=dict(type=arg_checks.k8s_name(), no_log=False),
+        license_secret_key=dict(type=arg_checks.k8s_key(), default=kw.DEFAULT_LICENSE_KEY, no_log=False),
+        backup_secret_key=dict(type=arg_checks.k8s_key(), default="license.blob.previous", no_log=False),
+        rollback_from=dict(type=arg_checks.text(256, "a blob fingerprint")),
+        deployment=dict(type=arg_checks.k8s_name()),
     )
     return spec
 

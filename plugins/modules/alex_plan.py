@@ -66,12 +66,18 @@ plan:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import run_record
+
+
+def argument_spec():
+    return dict(plan=dict(type=arg_checks.data(), required=True),
+                expected_hash=dict(type=arg_checks.text(256, "a plan hash"), default=""))
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(plan=dict(type="raw", required=True), expected_hash=dict(type="str", default="")),
+        argument_spec=argument_spec(),
         supports_check_mode=True,
     )
     plan = module.params["plan"]

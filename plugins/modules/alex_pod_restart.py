@@ -49,21 +49,22 @@ options:
     default: true
   wait_timeout:
     description:
-      - Seconds to wait for the replacements.
+      - Seconds to wait for the replacements; more than 0, at most 86400.
     type: float
     default: 180
   wait_sleep:
     description:
-      - Seconds between two looks at the pods while waiting.
+      - Seconds between two looks at the pods while waiting; more than 0, at most 86400.
     type: float
     default: 1
   grace_period:
     description:
       - C(gracePeriodSeconds) of the deletion; default - the pod's own C(terminationGracePeriodSeconds).
+      - From 0 to 86400.
     type: int
   request_timeout:
     description:
-      - Seconds each Kubernetes API request may take.
+      - Seconds each Kubernetes API request may take; more than 0, at most 86400.
     type: float
     default: 10
 requirements:
@@ -129,6 +130,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     KUBERNETES_IMPORT_ERROR,
     K8sError,
@@ -149,27 +152,23 @@ def _brief(pods):
                  deleting=bool((p.get("metadata") or {}).get("deletionTimestamp"))) for p in pods]
 
 
-def main():
-    argument_spec = k8s_auth_argument_spec()
-    argument_spec.update(deployment_argument_spec())
-    argument_spec.update(
-        pods=dict(type="list", elements="str"),
+def argument_spec():
+    spec = k8s_auth_argument_spec()
+    spec.update(deployment_argument_spec())
+    spec.update(
+        pods=dict(type="list", elements=arg_checks.k8s_name()),
         wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="float", default=180.0),
-        wait_sleep=dict(type="float", default=1.0),
-        grace_period=dict(type="int"),
-        request_timeout=dict(type="float", default=10.0),
+        wait_timeout=dict(type=arg_checks.seconds(), default=180.0),
+        wait_sleep=dict(type=arg_checks.seconds(), default=1.0),
+        grace_period=dict(type=arg_checks.count(0, arg_checks.DAY)),
+        request_timeout=dict(type=arg_checks.seconds(), default=10.0),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    for name in ("namespace", "release"):
-        if not params[name]:
-            module.fail_json(msg="%s must not be empty" % name)
-    for name in ("wait_timeout", "wait_sleep", "request_timeout"):
-        if params[name] <= 0:
-            module.fail_json(msg="%s must be greater than 0" % name)
-    if params["grace_period"] is not None and params["grace_period"] < 0:
-        module.fail_json(msg="grace_period must not be negative")
     if params["pods"] is not None and not params["pods"]:
         module.fail_json(msg="pods is an empty list: name at least one pod, or leave it out for all the release's pods")
 

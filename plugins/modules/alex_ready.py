@@ -46,12 +46,12 @@ options:
   retries:
     description:
       - How many times to retry C(/ready) when no HTTP answer came back (connection refused, DNS, TLS, timeout).
-        An HTTP answer, even a 503, is never retried.
+        An HTTP answer, even a 503, is never retried. From 0 to 10.
     type: int
     default: 2
   retry_delay:
     description:
-      - Seconds before the first retry; each further retry waits twice as long.
+      - Seconds before the first retry; each further retry waits twice as long. From 0 to 60.
     type: float
     default: 0.5
   wait:
@@ -61,12 +61,12 @@ options:
     default: false
   wait_timeout:
     description:
-      - Seconds to wait when O(wait=true).
+      - Seconds to wait when O(wait=true); more than 0, at most 86400.
     type: float
     default: 120
   wait_sleep:
     description:
-      - Seconds between probes when O(wait=true).
+      - Seconds between probes when O(wait=true); more than 0, at most 86400.
     type: float
     default: 2
 notes:
@@ -189,7 +189,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
     ApiError,
     api_route_argument_spec,
 )
-from ansible_collections.alexandria.ee.plugins.module_utils import readiness
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks, readiness
 
 
 def safe_url(url):
@@ -201,16 +201,20 @@ def safe_url(url):
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def main():
-    argument_spec = api_route_argument_spec()
-    argument_spec.update(
-        retries=dict(type="int", default=2),
-        retry_delay=dict(type="float", default=0.5),
+def argument_spec():
+    spec = api_route_argument_spec()
+    spec.update(
+        retries=dict(type=arg_checks.count(0, 10), default=2),
+        retry_delay=dict(type=arg_checks.seconds(zero=True, maximum=60), default=0.5),
         wait=dict(type="bool", default=False),
-        wait_timeout=dict(type="float", default=120.0),
-        wait_sleep=dict(type="float", default=2.0),
+        wait_timeout=dict(type=arg_checks.seconds(), default=120.0),
+        wait_sleep=dict(type=arg_checks.seconds(), default=2.0),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     if params["base_url"]:
         try:
@@ -223,11 +227,6 @@ def main():
         parts = urlsplit(params["base_url"]) if url != "(unparsable URL)" else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
             module.fail_json(msg="base_url must be an http:// or https:// URL, got %r" % url, url=url)
-    for name in ("timeout", "wait_timeout", "wait_sleep"):
-        if params[name] <= 0:
-            module.fail_json(msg="%s must be greater than 0" % name)
-    if params["retries"] < 0 or params["retry_delay"] < 0:
-        module.fail_json(msg="retries and retry_delay must not be negative")
     try:
         client = ApiClient.from_params(params)
     except ApiError as exc:

@@ -164,6 +164,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import files, run_record
 
 
@@ -183,23 +184,27 @@ def _claim(base):
         return candidate
 
 
+def argument_spec():
+    return dict(
+        dest_dir=dict(type=arg_checks.path("a directory path"), required=True),
+        scenario=dict(type="str", required=True, choices=list(run_record.SCENARIOS)),
+        deployment=dict(type=arg_checks.data("dict"), default={}),
+        rehearsal=dict(type="bool", default=False),
+        result=dict(type=arg_checks.text(4096, "a result word"), required=True),
+        started_at=dict(type=arg_checks.text(64, "an RFC 3339 time"), required=True),
+        causes=dict(type="list", elements=arg_checks.data(), default=[]),
+        scope=dict(type=arg_checks.data(), default={}),
+        observed=dict(type="list", elements=arg_checks.data(), default=[]),
+        decisions=dict(type="list", elements=arg_checks.data(), default=[]),
+        actions=dict(type="list", elements=arg_checks.data(), default=[]),
+        plan=dict(type=arg_checks.data(), default=[]),
+        details=dict(type=arg_checks.data("dict"), default={}),
+    )
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            dest_dir=dict(type="path", required=True),
-            scenario=dict(type="str", required=True, choices=list(run_record.SCENARIOS)),
-            deployment=dict(type="dict", default={}),
-            rehearsal=dict(type="bool", default=False),
-            result=dict(type="str", required=True),
-            started_at=dict(type="str", required=True),
-            causes=dict(type="list", elements="raw", default=[]),
-            scope=dict(type="raw", default={}),
-            observed=dict(type="list", elements="raw", default=[]),
-            decisions=dict(type="list", elements="raw", default=[]),
-            actions=dict(type="list", elements="raw", default=[]),
-            plan=dict(type="raw", default=[]),
-            details=dict(type="dict", default={}),
-        ),
+        argument_spec=argument_spec(),
         supports_check_mode=True,
     )
     p = module.params

@@ -51,13 +51,13 @@ options:
     elements: raw
   inactive_days:
     description:
-      - Idle days that make an active user inactive, and a tenant unused.
+      - Idle days that make an active user inactive, and a tenant unused; from 0 to 36500.
     type: int
     default: 90
   max_deactivate:
     description:
       - The most users O(state=deactivated) may deactivate in one run. If more would be, the module fails and
-        changes nothing. Required with O(state=deactivated).
+        changes nothing. Required with O(state=deactivated). From 0 to 100000.
     type: int
   list_tenants:
     description:
@@ -172,6 +172,7 @@ import datetime
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import seats_logic as sl
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiClient, ApiError, api_argument_spec
 
 
@@ -179,9 +180,9 @@ def argument_spec():
     spec = api_argument_spec(admin=True)
     spec.update(
         state=dict(type="str", default="query", choices=["query", "deactivated"]),
-        users=dict(type="list", elements="raw"),
-        inactive_days=dict(type="int", default=90),
-        max_deactivate=dict(type="int"),
+        users=dict(type="list", elements=arg_checks.data()),
+        inactive_days=dict(type=arg_checks.count(0, 36500), default=90),
+        max_deactivate=dict(type=arg_checks.count(0, 100000)),
         list_tenants=dict(type="bool", default=False),
     )
     return spec

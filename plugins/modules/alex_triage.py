@@ -51,17 +51,17 @@ options:
     default: license.blob
   tail_lines:
     description:
-      - Lines to read from the end of each log (C(kubectl logs --tail)).
+      - Lines to read from the end of each log (C(kubectl logs --tail)); from 1 to 10000.
     type: int
     default: 50
   limit_bytes:
     description:
-      - Upper bound of bytes read per log, whatever the line lengths.
+      - Upper bound of bytes read per log, whatever the line lengths; from 1024 to 16777216.
     type: int
     default: 65536
   request_timeout:
     description:
-      - Seconds each Kubernetes API request may take.
+      - Seconds each Kubernetes API request may take; more than 0, at most 86400.
     type: float
     default: 10
   probe:
@@ -76,6 +76,7 @@ options:
       - Seconds a container must have been running (and ready) since it was last OOMKilled to count as
         recovered. An OOM loop serves between kills, so a younger container is reported as C(oom_killed) even
         when C(/ready) answers 200.
+      - From 0 to 86400.
     type: int
     default: 120
 requirements:
@@ -199,6 +200,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     KUBERNETES_IMPORT_ERROR,
     K8sError,
@@ -210,31 +213,24 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import R
 from ansible_collections.alexandria.ee.plugins.module_utils import triage
 
 
-def main():
-    argument_spec = k8s_auth_argument_spec()
-    argument_spec.update(deployment_argument_spec())
-    argument_spec.update(
-        license_secret=dict(type="str", no_log=False),
-        license_secret_key=dict(type="str", default="license.blob", no_log=False),
-        tail_lines=dict(type="int", default=50),
-        limit_bytes=dict(type="int", default=65536),
-        request_timeout=dict(type="float", default=10.0),
-        probe=dict(type="dict"),
-        stable_seconds=dict(type="int", default=triage.DEFAULT_STABLE_SECONDS),
+def argument_spec():
+    spec = k8s_auth_argument_spec()
+    spec.update(deployment_argument_spec())
+    spec.update(
+        license_secret=dict(type=arg_checks.k8s_name(), no_log=False),
+        license_secret_key=dict(type=arg_checks.k8s_key(), default="license.blob", no_log=False),
+        tail_lines=dict(type=arg_checks.count(1, 10000), default=50),
+        limit_bytes=dict(type=arg_checks.count(1024, 16 * 1024 * 1024), default=65536),
+        request_timeout=dict(type=arg_checks.seconds(), default=10.0),
+        probe=dict(type=arg_checks.data("dict")),
+        stable_seconds=dict(type=arg_checks.count(0, arg_checks.DAY), default=triage.DEFAULT_STABLE_SECONDS),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    for name in ("namespace", "release"):
-        if not params[name]:
-            module.fail_json(msg="%s must not be empty" % name)
-    if not 1 <= params["tail_lines"] <= 10000:
-        module.fail_json(msg="tail_lines must be between 1 and 10000")
-    if not 1024 <= params["limit_bytes"] <= 16 * 1024 * 1024:
-        module.fail_json(msg="limit_bytes must be between 1024 and 16777216")
-    if params["request_timeout"] <= 0:
-        module.fail_json(msg="request_timeout must be greater than 0")
-    if params["stable_seconds"] < 0:
-        module.fail_json(msg="stable_seconds must not be negative")
     license_secret = params["license_secret"] or "%s-license" % params["release"]
     selector = selector_for(params["release"])
     service = None

@@ -330,11 +330,17 @@ def test_credentials_in_base_url_never_come_back(serve, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (dict(base_url="localhost:8080"), "base_url must be an http:// or https:// URL"),
-    (dict(base_url="ftp://127.0.0.1/"), "base_url must be an http:// or https:// URL"),
-    (dict(base_url="http://127.0.0.1:1", timeout=0), "timeout must be greater than 0"),
-    (dict(base_url="http://127.0.0.1:1", wait_timeout=-1), "wait_timeout must be greater than 0"),
-    (dict(base_url="http://127.0.0.1:1", retries=-1), "retries and retry_delay must not be negative"),
+    (dict(base_url="localhost:8080"), "argument 'base_url' is of type str and we were unable to convert to an http:// "
+                                      "or https:// URL: it has no http/https scheme or no host"),
+    (dict(base_url="ftp://127.0.0.1/"), "argument 'base_url' is of type str and we were unable to convert to an "
+                                        "http:// or https:// URL"),
+    (dict(base_url="http://127.0.0.1:1", timeout=0), "argument 'timeout' is of type int and we were unable to convert "
+                                                     "to a number of seconds: 0 is out of range"),
+    (dict(base_url="http://127.0.0.1:1", wait_timeout=-1), "argument 'wait_timeout' is of type int and we were unable "
+                                                           "to convert to a number of seconds: -1 is out of range"),
+    (dict(base_url="http://127.0.0.1:1", retries=-1), "argument 'retries' is of type int and we were unable to convert "
+                                                      "to a whole number: -1 is out of range; give a whole number "
+                                                      "from 0 to 10"),
 ])
 def test_bad_arguments(args, message, capsys):
     res = run(args, capsys)

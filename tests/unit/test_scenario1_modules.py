@@ -32,12 +32,13 @@ def run(module, args, capsys, check_mode=False):
 
 
 @pytest.mark.parametrize("args,message", [
-    (dict(namespace=""), "namespace must not be empty"),
-    (dict(release=""), "release must not be empty"),
-    (dict(tail_lines=0), "tail_lines must be between 1 and 10000"),
-    (dict(tail_lines=100000), "tail_lines must be between 1 and 10000"),
-    (dict(limit_bytes=10), "limit_bytes must be between 1024 and 16777216"),
-    (dict(request_timeout=0), "request_timeout must be greater than 0"),
+    (dict(namespace=""), "argument 'namespace' is of type str and we were unable to convert to a Kubernetes name"),
+    (dict(release=""), "argument 'release' is of type str and we were unable to convert to a Kubernetes name"),
+    (dict(tail_lines=0), "0 is out of range; give a whole number from 1 to 10000"),
+    (dict(tail_lines=100000), "100000 is out of range; give a whole number from 1 to 10000"),
+    (dict(limit_bytes=10), "10 is out of range; give a whole number from 1024 to 16777216"),
+    (dict(request_timeout=0), "argument 'request_timeout' is of type int and we were unable to convert to a number "
+                              "of seconds: 0 is out of range"),
     (dict(tail_lines="many"), "argument 'tail_lines' is of type"),
     (dict(probe="not a dict"), "argument 'probe' is of type"),
 ])
@@ -78,9 +79,11 @@ def test_triage_is_read_only_in_check_mode_too(closed_host, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (dict(pods=[]), "pods is an empty list"),
-    (dict(wait_timeout=0), "wait_timeout must be greater than 0"),
-    (dict(grace_period=-1), "grace_period must not be negative"),
-    (dict(namespace=""), "namespace must not be empty"),
+    (dict(wait_timeout=0), "argument 'wait_timeout' is of type int and we were unable to convert to a number of "
+                           "seconds: 0 is out of range"),
+    (dict(grace_period=-1), "argument 'grace_period' is of type int and we were unable to convert to a whole number: "
+                            "-1 is out of range; give a whole number from 0 to 86400"),
+    (dict(namespace=""), "argument 'namespace' is of type str and we were unable to convert to a Kubernetes name"),
 ])
 def test_restart_bad_arguments(args, message, closed_host, capsys):
     res = run(alex_pod_restart, dict(args, host=closed_host), capsys)
