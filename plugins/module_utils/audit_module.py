@@ -138,13 +138,14 @@ def resolve_credentials(module, need_key=True):
 def checkpoint_argument_spec():
     """Options of the checkpoint stores (docs/contract.md section 4, "Checkpoints")."""
     return dict(
-        checkpoint_dir=dict(type="path"),
-        checkpoint_secret=dict(type="str", no_log=False),
-        checkpoint_namespace=dict(type="str"),
-        checkpoint_key=dict(type="str", no_log=True, fallback=(env_fallback, ["ALEX_CHECKPOINT_KEY"])),
+        checkpoint_dir=dict(type=arg_checks.path("a checkpoint directory")),
+        checkpoint_secret=dict(type=arg_checks.k8s_name(), no_log=False),
+        checkpoint_namespace=dict(type=arg_checks.k8s_name(label=True)),
+        checkpoint_key=dict(type=arg_checks.text(arg_checks.MAX_TOKEN, "a checkpoint key"), no_log=True,
+                            fallback=(env_fallback, ["ALEX_CHECKPOINT_KEY"])),
         mode=dict(type="str", default="incremental", choices=["full", "incremental"]),
         update_checkpoints=dict(type="bool", default=False),
-        checkpoint_witness=dict(type="list", elements="path", default=[]),
+        checkpoint_witness=dict(type="list", elements=arg_checks.path("a run record"), default=[]),
     )
 
 

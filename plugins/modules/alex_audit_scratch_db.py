@@ -135,6 +135,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
@@ -198,17 +199,21 @@ def restore(module, conn, creds, tables, identity, result):
                   % (p["backup"], manifest["sha256"], name))
 
 
-def main():
+def argument_spec():
     spec = am.audit_argument_spec(key=False)
     spec.update(
-        name=dict(type="str", required=True),
+        name=dict(type=arg_checks.pg_identifier("a database name (1 to 63 bytes, no NUL)"), required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-        backup=dict(type="path"),
-        manifest=dict(type="path"),
-        pg_dump_path=dict(type="path"),
-        pg_restore_path=dict(type="path"),
+        backup=dict(type=arg_checks.path("a backup dump")),
+        manifest=dict(type=arg_checks.path("a backup manifest")),
+        pg_dump_path=dict(type=arg_checks.path("the pg_dump program")),
+        pg_restore_path=dict(type=arg_checks.path("the pg_restore program")),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     result = dict(changed=False, name=p["name"], database=None, scratch=None)
     if p["state"] == "present" and p["backup"] and not os.path.isfile(p["backup"]):

@@ -71,16 +71,18 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alexandria.ee.plugins.module_utils import files, health_logic
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks, files, health_logic
 
 KEYS = ("host", "scenario", "next_command", "api", "quota", "audit", "problems", "summary")
 
 
+def argument_spec():
+    return dict(dest_dir=dict(type=arg_checks.path("a report directory"), required=True),
+                hosts=dict(type=arg_checks.data("dict", "alex_health results by host"), required=True))
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(dest_dir=dict(type="path", required=True), hosts=dict(type="dict", required=True)),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
     summaries = {}
     for host, value in p["hosts"].items():

@@ -28,7 +28,7 @@ extends_documentation_fragment:
   - alexandria.ee.attributes
   - alexandria.ee.attributes.INFO_MODULE
 options:
-  host:
+  inventory_host:
     description: The inventory host of the deployment (the next command targets it with C(-e alex_target=<host>)).
     type: str
     required: true
@@ -72,7 +72,7 @@ seealso:
 EXAMPLES = r'''
 - name: Which scenario, and what to run next
   alexandria.ee.alex_health:
-    host: "{{ inventory_hostname }}"
+    inventory_host: "{{ inventory_hostname }}"
     inventories: "{{ ansible_inventory_sources }}"
     ready: "{{ health_ready }}"
     triage: "{{ health_triage }}"
@@ -121,29 +121,27 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alexandria.ee.plugins.module_utils import health_logic
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks, health_logic
+
+
+def argument_spec():
+    results = dict((name, dict(type=arg_checks.data("dict", "a registered module result"), default={}))
+                   for name in ("ready", "triage", "license", "seats", "audit"))
+    results.update(
+        inventory_host=dict(type=arg_checks.text(255, "an inventory host name"), required=True),
+        inventories=dict(type="list", elements=arg_checks.text(arg_checks.MAX_PATH, "an inventory source"),
+                         default=[]),
+        license_warn_days=dict(type=arg_checks.count(0, 3650), default=30),
+        min_headroom=dict(type=arg_checks.count(0, arg_checks.MAX_COUNT), default=1),
+    )
+    return results
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            host=dict(type="str", required=True),
-            inventories=dict(type="list", elements="str", default=[]),
-            ready=dict(type="dict", default={}),
-            triage=dict(type="dict", default={}),
-            license=dict(type="dict", default={}),
-            seats=dict(type="dict", default={}),
-            audit=dict(type="dict", default={}),
-            license_warn_days=dict(type="int", default=30),
-            min_headroom=dict(type="int", default=1),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
-    if p["license_warn_days"] < 0 or p["min_headroom"] < 0:
-        module.fail_json(msg="license_warn_days and min_headroom must be 0 or more")
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
-    result = health_logic.classify(p["host"], p["inventories"], p["ready"], p["triage"], p["license"], p["seats"],
+    result = health_logic.classify(p["inventory_host"], p["inventories"], p["ready"], p["triage"], p["license"], p["seats"],
                                    p["audit"], p["license_warn_days"], p["min_headroom"], today)
     module.exit_json(changed=False, msg=result["summary"], **result)
 
