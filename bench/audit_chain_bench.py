@@ -46,10 +46,12 @@ T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
 
-def rows(tenant, count, start=1):
-    """Realistic rows (about 460 bytes each as CSV) generated without building the whole chain in memory."""
+def rows(tenant, count, start=1, prev=ac.GENESIS):
+    """Realistic rows (about 460 bytes each as CSV) generated without building the whole chain in memory.
+
+    start and prev continue a chain: the next seq and the row_hmac of the tenant's last row.
+    """
     hasher = ac.ChainHasher(KEY)
-    prev = ac.GENESIS
     tenant_field = ac.copy_escape(tenant)
     for seq in range(start, start + count):
         occurred = ac.format_timestamptz(T0 + datetime.timedelta(seconds=seq, microseconds=(seq * 7919) % 1000000))
