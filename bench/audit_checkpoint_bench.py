@@ -14,9 +14,11 @@ For each row count, on one real PostgreSQL (embedded pgserver unless --dsn), in 
      checkpoints), each run as Ansible runs a module (its own process) after sync and a 1 s pause; the
      ratio incremental/full of each round, and their medians;
   5. where the incremental run's time goes: the module's elapsed_seconds against the outside wall clock,
-     the same module on an empty database, `python -c 'import ...'` of its imports, and one in-process run
-     with every phase timed (connect, checkpoint files, per-tenant queries, the COPY of the rows, writing
-     the checkpoints); with --profile also a cProfile of one in-process run (top functions in the JSON);
+     the same module on an empty database, `python -c 'import ...'` of its imports, and --repeat in-process
+     runs with every phase timed (connect, checkpoint files, per-tenant queries, the COPY of the rows,
+     writing the checkpoints; medians); EXPLAIN (ANALYZE, BUFFERS) of its per-tenant queries (pages
+     touched, which does not depend on the machine's load); with --profile also a cProfile of one
+     in-process run (top functions in the JSON);
   6. DirStore.load() and DirStore.write() of the tenants' checkpoints, timed directly (medians);
   7. peak RSS of every module run: largest process (wait4's ru_maxrss) and the process tree (psutil).
 Never a test: timings depend on the machine.
@@ -35,6 +37,7 @@ import tempfile
 import time
 
 import psycopg2
+from psycopg2 import sql
 
 import audit_chain_bench as acb
 from alexlab import pg as labpg
@@ -194,16 +197,23 @@ def in_process(args):
     return json.loads(text[text.index("{"):])
 
 
-def phases(dsn, saved, cp_dir, new_rows, tenants, profile):
-    """Phase times of one in-process incremental run (and a cProfile of another with --profile)."""
-    restore(saved, cp_dir)
-    acb.settle()
-    table = {}
-    with timed_functions(table):
-        res = in_process(verify_args(dsn, cp_dir, update_checkpoints=True))
-    check_incremental(res, new_rows, tenants)
-    out = {"phases": dict((k, {"calls": v["calls"], "ms": round(v["seconds"] * 1000, 2)}) for k, v in table.items()),
-           "elapsed": res["elapsed_seconds"]}
+def phases(dsn, saved, cp_dir, new_rows, tenants, repeat, profile):
+    """Phase times of repeat in-process incremental runs (medians; and a cProfile of another with --profile)."""
+    runs = []
+    for _round in range(repeat):
+        restore(saved, cp_dir)
+        acb.settle()
+        table = {}
+        with timed_functions(table):
+            res = in_process(verify_args(dsn, cp_dir, update_checkpoints=True))
+        check_incremental(res, new_rows, tenants)
+        runs.append((table, res["elapsed_seconds"]))
+    out = {"rounds": repeat, "elapsed": acb.median([elapsed for _table, elapsed in runs]), "phases": {}}
+    for _owner, _name, label in TIMED:
+        out["phases"][label] = {"calls": runs[0][0][label]["calls"],
+                                "ms": round(acb.median([t[label]["seconds"] for t, _e in runs]) * 1000, 2),
+                                "ms_min": round(min(t[label]["seconds"] for t, _e in runs) * 1000, 2),
+                                "ms_max": round(max(t[label]["seconds"] for t, _e in runs) * 1000, 2)}
     if profile:
         restore(saved, cp_dir)
         acb.settle()
@@ -215,6 +225,43 @@ def phases(dsn, saved, cp_dir, new_rows, tenants, profile):
         text = io.StringIO()
         pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(15)
         out["profile_tottime"] = text.getvalue().splitlines()
+    return out
+
+
+def buffers(dsn, saved, tenant):
+    """EXPLAIN (ANALYZE, BUFFERS) of the incremental run's queries for one tenant: pages touched, by query.
+
+    Load-independent evidence that none of them grows with the table: index lookups touch a few pages
+    whatever the row count, and the range scan touches the pages of the new rows.
+    """
+    docs = dict((e.doc["tenant_id"], e.doc) for e in cps.DirStore(saved, IDENTITY).load().values())
+    seq = docs[tenant]["last_seq"]
+    logs = st.AuditTables().logs
+    queries = {
+        "tenant_bounds": (sql.SQL("SELECT min(seq), max(seq) FROM {} WHERE tenant_id = %s").format(logs),
+                          (tenant,)),
+        "row at checkpoint seq": (sql.SQL("SELECT row_hmac, occurred_at::text FROM {} WHERE tenant_id = %s "
+                                          "AND seq = %s").format(logs), (tenant, seq)),
+        "previous_row": (sql.SQL("SELECT seq, row_hmac FROM {} WHERE tenant_id = %s AND seq < %s ORDER BY seq "
+                                 "DESC LIMIT 1").format(logs), (tenant, seq)),
+        "range scan (the COPY's query)": (sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s "
+                                                  "AND %s ORDER BY seq").format(st._columns(), logs),
+                                          (tenant, seq, 2 ** 62)),
+    }
+    out = {}
+    conn = st.tune_session(psycopg2.connect(dsn))
+    try:
+        with conn.cursor() as cur:
+            for label, query in queries.items():
+                cur.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + query[0], query[1])
+                plan = cur.fetchone()[0][0]
+                top = plan["Plan"]
+                out[label] = {"pages": top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0),
+                              "rows": top.get("Actual Rows"), "ms": round(plan["Execution Time"], 3),
+                              "node": top["Node Type"]}
+        conn.rollback()
+    finally:
+        conn.close()
     return out
 
 
@@ -307,11 +354,13 @@ def measure(admin, count, tenant_count, new_rows, repeat, workdir, profile):
         out["peak_rss_mb"] = dict((mode, {"largest": max(r[mode]["rss_mb"] for r in rounds),
                                           "tree": max(r[mode]["rss_tree_mb"] for r in rounds)})
                                   for mode in ("incremental", "full"))
-        out["in_process"] = phases(dsn, saved, cp_dir, new_rows, tenants, profile)
+        out["in_process"] = phases(dsn, saved, cp_dir, new_rows, tenants, repeat, profile)
+        out["buffers"] = buffers(dsn, saved, tenants[0])
         out["store"] = store_times(saved, workdir)
         out["uptime_after"] = uptime()
         print(json.dumps(dict((k, v) for k, v in out.items() if k not in ("rounds", "in_process"))), flush=True)
         print(json.dumps(out["in_process"]["phases"]), flush=True)
+        print(json.dumps(out["buffers"]), flush=True)
     finally:
         labpg.drop_database(admin, dsn)
     return out
