@@ -409,6 +409,8 @@ def main():
     finally:
         if datadir:
             labpg.stop_embedded(datadir)
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)  # the embedded server's data: gigabytes at 5M rows
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=2)
