@@ -293,4 +293,5 @@ def advance(loaded, key, identity, docs, valid_anchors, dry_run=False):
         else:
             names = store.write(named, accept) if named else []
         written[store.kind] = sorted(by_name[n] for n in names)
-    return written, refused
+    # A Secret write re-reads and asks again after a 409: each refusal once.
+    return written, list(dict.fromkeys(refused))
