@@ -16,12 +16,14 @@ SCENARIOS = {"api_not_serving": (), "audit_chain": ("prepare",), "audit_chain_wa
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_molecule_scenario(scenario):
+def test_molecule_scenario(scenario, tmp_path):
     env = playbooks.ansible_env(PATH="%s%s%s" % (playbooks.BIN, os.pathsep, os.environ.get("PATH", "")),
                                 NO_COLOR="1",
                                 # The collection's scenarios live in extensions/molecule (molecule prefers a
                                 # molecule/ directory when one exists).
-                                MOLECULE_GLOB="extensions/molecule/*/molecule.yml")
+                                MOLECULE_GLOB="extensions/molecule/*/molecule.yml",
+                                # Its lab, inventory and reports in the test's temp directory, not ~/.ansible/tmp.
+                                MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / ("molecule-" + scenario)))
     proc = subprocess.run([str(playbooks.BIN / "molecule"), "test", "-s", scenario], cwd=str(playbooks.REPO),
                           env=env, capture_output=True, text=True, timeout=1500, check=False)
     output = proc.stdout + proc.stderr
