@@ -84,6 +84,12 @@ def main():
 
         say("Scenario 1: API not serving - the license Secret is corrupted (signature fails)")
         alexlab("break", "license-corrupt")
+        print("  paged: start with the fleet health, which names the incident and the next command")
+        health = playbook("health", work)
+        state = (health.get("alexandria_ee") or {}).get("demo-lab") or {}
+        print("  scenario: %s\n  next: %s" % (state.get("scenario"), state.get("next_command")))
+        if state.get("scenario") != "license_renewal":
+            raise SystemExit("demo: the fleet health did not name the license renewal: %s" % state)
         s1 = playbook("api_not_serving", work, expect_ok=False)
         cause = show(s1, "api_not_serving", ["result", "causes", "evidence"])
         print("  the playbook stops and points to the license playbook; applying a new blob:")
