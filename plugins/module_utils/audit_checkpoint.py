@@ -259,9 +259,5 @@ def deployment_dir_name(identity):
 
 def secret_data_key(identity, tenant_id):
     """A Secret data key (at most 253 characters of [-._a-zA-Z0-9]) for one deployment's tenant."""
-    return "%s.%s" % (deployment_dir_name(identity), file_name(tenant_id)[:-len(".json")]) + ".json"
+    return "%s.%s" % (deployment_dir_name(identity), file_name(tenant_id))
 
-
-def summary(cp):
-    """What a run record keeps of a checkpoint (a second witness for the next run): no key, no signature."""
-    return dict((k, cp[k]) for k in ("tenant_id", "last_seq", "last_row_hmac", "rows", "checked_at"))

@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_checkpoint
+
 REPORT_FORMAT = "alexandria.ee/audit-incident-report/v1"
 
 CAUSES = {
@@ -24,7 +26,7 @@ CAUSES = {
     "checkpoint_invalid": "a checkpoint that does not verify (edited, another deployment's, or older than its witness)",
 }
 # Kinds found by comparing with a checkpoint: no row of theirs is in the table to capture or retire.
-CHECKPOINT_KINDS = ("truncated", "rolled_back", "tenant_missing", "checkpoint_invalid")
+CHECKPOINT_KINDS = audit_checkpoint.CHECKPOINT_KINDS
 
 
 def _span(seg):

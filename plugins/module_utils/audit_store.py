@@ -349,11 +349,12 @@ def default_workers():
 
 def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
                  key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, snapshot=None, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None,
-                 start_seqs=None, max_rows=None):
+                 start_seqs=None, max_rows=None, known_bounds=None):
     """Verify tenants (all when tenant_ids is None) in conn's current transaction/snapshot.
 
     start_seqs: {tenant: seq} reads only that tenant's rows from seq on (incremental verification
-    from a checkpoint: the row before seq is still read for the link).
+    from a checkpoint: the row before seq is still read for the link). known_bounds: {tenant: (min, max)
+    or None} already read in this snapshot, so they are not asked for again.
 
     With workers > 1 and connect (a callable opening a new connection), chunks run in forked
     processes that import `snapshot` (an exported snapshot id of conn's transaction).
@@ -366,7 +367,10 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
             tenant_ids = list_tenants(cur, tables)
         bounds = {}
         for tenant_id in tenant_ids:
-            found = tenant_bounds(cur, tables, tenant_id)
+            if known_bounds is not None and tenant_id in known_bounds:
+                found = known_bounds[tenant_id]
+            else:
+                found = tenant_bounds(cur, tables, tenant_id)
             if found and start_seqs and tenant_id in start_seqs:
                 found = (max(found[0], start_seqs[tenant_id]), found[1])
                 if found[0] > found[1]:

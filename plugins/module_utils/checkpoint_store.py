@@ -176,6 +176,7 @@ class SecretStore:
         self.meta_class = kubernetes.client.V1ObjectMeta
         self.namespace = namespace
         self.name = name
+        self.identity = identity
         self.prefix = cpk.deployment_dir_name(identity) + "."
         self._describe = describe_api_error
         self._api_exception = api_exception
@@ -186,7 +187,7 @@ class SecretStore:
         return "checkpoint Secret %s/%s" % (self.namespace, self.name)
 
     def name_for(self, tenant_id):
-        return self.prefix + cpk.file_name(tenant_id)
+        return cpk.secret_data_key(self.identity, tenant_id)
 
     def _read(self):
         what = "reading the %s" % self.describe()

@@ -192,27 +192,33 @@ def verify(conn, tables, key, checkpoints, mode="incremental", workers=1, connec
         valid_anchors, _invalid = st.ac.check_anchors(key, anchors_all)
         facts = {}
         starts = {}
+        known_bounds = {}
         for tenant_id in tenants:
             tcp = checkpoints[tenant_id]
             doc = tcp.doc
             if doc is None:
                 continue
-            bounds = st.tenant_bounds(cur, tables, tenant_id)
+            bounds = known_bounds[tenant_id] = st.tenant_bounds(cur, tables, tenant_id)
             tip = row_at(cur, tables, tenant_id, doc["last_seq"])
+            tip_unchanged = tip is not None and tip[0] == doc["last_row_hmac"]
             fact = {"max_seq": bounds[1] if bounds else None, "row_hmac": tip[0] if tip else None}
-            if bounds and not (tip and tip[0] == doc["last_row_hmac"]):
+            if bounds and not tip_unchanged:
                 fact["last_original"] = last_original(cur, tables, tenant_id, doc["last_seq"],
                                                       doc["last_occurred_at"])
             facts[tenant_id] = fact
             same_anchors = cpk.anchors_digest(valid_anchors.get(tenant_id)) == doc["anchors_sha256"]
-            if mode == "incremental" and tip and tip[0] == doc["last_row_hmac"] and same_anchors:
+            if mode != "incremental":
+                continue
+            if tip_unchanged and same_anchors:
                 starts[tenant_id] = doc["last_seq"]
-            elif mode == "incremental":
-                tcp.why_full = ("the checkpointed row changed" if tip else "the checkpointed row is gone") \
-                    if not (tip and tip[0] == doc["last_row_hmac"]) else "the tenant's anchors changed"
+            elif tip_unchanged:
+                tcp.why_full = "the tenant's anchors changed"
+            else:
+                tcp.why_full = "the checkpointed row changed" if tip else "the checkpointed row is gone"
     results, _valid, invalid = st.scan_tenants(conn, tables, key, tenants, workers, connect,
                                                key_mismatch_fraction=key_mismatch_fraction, snapshot=snapshot,
-                                               stats=stats, start_seqs=starts, max_rows=max_rows)
+                                               stats=stats, start_seqs=starts, max_rows=max_rows,
+                                               known_bounds=known_bounds)
     for tenant_id in tenants:
         res = results[tenant_id]
         tcp = checkpoints[tenant_id]

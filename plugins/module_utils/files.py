@@ -28,6 +28,17 @@ def unlink_quietly(path):
         pass
 
 
+def ensure_dir(path, mode=0o700):
+    """Create path (and parents) when missing; several hosts of one run (forks) may race to create it."""
+    if os.path.isdir(path):
+        return
+    try:
+        os.makedirs(path, mode)
+    except OSError:
+        if not os.path.isdir(path):
+            raise
+
+
 def write_bytes_atomic(path, data, mode=0o600):
     """Replace path with data; a crash leaves the old file or the new one, never half of one."""
     fd, tmp = mkstemp_beside(path, mode)

@@ -97,8 +97,7 @@ def main():
     if module.check_mode:
         module.exit_json(**result)
     try:
-        if not os.path.isdir(p["dest_dir"]):
-            os.makedirs(p["dest_dir"], 0o700)
+        files.ensure_dir(p["dest_dir"])
         files.write_text_atomic(base + ".md", health_logic.render_markdown(report))
         files.write_json_atomic(base + ".json", report)
     except (OSError, IOError) as exc:

@@ -220,13 +220,7 @@ def main():
     if module.check_mode:
         module.exit_json(**result)
     try:
-        if not os.path.isdir(p["dest_dir"]):
-            try:
-                os.makedirs(p["dest_dir"], 0o700)
-            except OSError:
-                # Several hosts of one run (forks) may create the directory at the same moment.
-                if not os.path.isdir(p["dest_dir"]):
-                    raise
+        files.ensure_dir(p["dest_dir"])
         base = _claim(base)
         result.update(json_path=base + ".json", markdown_path=base + ".md")
         files.write_text_atomic(base + ".md", run_record.render_markdown(record))
