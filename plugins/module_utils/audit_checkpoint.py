@@ -260,4 +260,3 @@ def deployment_dir_name(identity):
 def secret_data_key(identity, tenant_id):
     """A Secret data key (at most 253 characters of [-._a-zA-Z0-9]) for one deployment's tenant."""
     return "%s.%s" % (deployment_dir_name(identity), file_name(tenant_id))
-
