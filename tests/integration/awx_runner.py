@@ -210,6 +210,7 @@ class Controller:
 
     def __init__(self, root, hosts, vault, inputs=None):
         self.root = pathlib.Path(root)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.config = load_config()
         self.templates = dict((t["name"], t) for t in self.config["controller_templates"])
         self.workflows = dict((w["name"], w) for w in self.config["controller_workflows"])
@@ -218,16 +219,19 @@ class Controller:
         self.types[KUBERNETES_TYPE] = {"name": KUBERNETES_TYPE}
         self.vault, self.inputs = dict(vault), dict(inputs or {})
         inventory, = self.config["controller_inventories"]
-        # The inventory's storage paths (/var/lib/alexandria-ee/...) moved under root: the jobs run unprivileged.
+        # The inventory's storage paths (/var/lib/alexandria-ee/...) and the drill's default backup directory
+        # (/var/tmp/...) moved under root: the tests write only in the temp dir.
         group_vars = dict(inventory["variables"], alex_report_dir=str(self.root / "run-records"),
-                          audit_chain_evidence_dir=str(self.root / "evidence") + "/{{ inventory_hostname }}")
+                          audit_chain_evidence_dir=str(self.root / "evidence") + "/{{ inventory_hostname }}",
+                          backup_restore_dir=str(self.root / "restore-drill") + "/{{ inventory_hostname }}")
         host_vars = dict((host, dict((k, v) for k, v in variables.items() if k in SITE_HOST_VARS))
                          for host, variables in hosts.items())
         # AWX's inventory script data: groups with their hosts, and every host's variables under _meta.
         self.inventory_data = {"all": {"vars": group_vars, "children": ["alexandria"]},
                                "alexandria": {"hosts": sorted(host_vars)}, "_meta": {"hostvars": host_vars}}
         self.jobs = 0
-        leaking = sorted(n for n in os.environ if n.startswith(("K8S_AUTH_", "ALEX_")) and n != "ALEX_TEST_DSN")
+        injected = set(n for t in self.types.values() for n in (t.get("injectors") or {}).get("env", {}))
+        leaking = sorted(n for n in os.environ if n in injected or n.startswith("K8S_AUTH_"))
         if leaking:  # ansible-runner starts from this process's environment: a job must get these from credentials
             raise RuntimeError("unset %s before running jobs through the runner" % ", ".join(leaking))
 
@@ -346,8 +350,9 @@ def lab_site(lab, host):
     printed = json.loads(lab.cli("inventory", "--host", host).stdout)["all"]["children"]["alexandria"]["hosts"]
     vault = {"vault_prod_eu_admin_token": info["admin_token"], "vault_prod_eu_k8s_token": info["k8s_token"],
              "vault_prod_eu_k8s_ca_cert": pathlib.Path(info["k8s_ca"]).read_text(),
-             "vault_alexandria_checkpoint_key": info["checkpoint_key"], "vault_prod_us_dsn": info["dsn"],
-             "vault_prod_us_audit_hmac_key": info["hmac_key"], "vault_alexandria_license_blob": info["license_blob"]}
+             "vault_alexandria_checkpoint_key": info["checkpoint_key"], "vault_alexandria_license_blob": info["license_blob"]}
+    for deployment in ("prod_eu", "prod_us"):
+        vault.update({"vault_%s_dsn" % deployment: info["dsn"], "vault_%s_audit_hmac_key" % deployment: info["hmac_key"]})
     inputs = {"Alexandria EE prod-eu - Kubernetes": {"host": info["k8s_url"]}}
     return printed, vault, inputs
 
