@@ -204,7 +204,7 @@ def test_restore_drill_then_the_rollback_rehearsal_of_its_backup(awx, lab):
 
     before = audit_state(lab)
     rollback = launch(awx, "Alexandria EE - audit chain rollback (rehearsal)", "successful",
-                      answers={"audit_chain_backup": backup})
+                      answers={"audit_chain_backup": backup, "audit_chain_confirm_rollback": "true"})
     assert rollback.host(HOST)["scenario"] == "audit_chain_rollback"
     assert rollback.host(HOST)["result"] == "unchanged", rollback.host(HOST)  # the tables hold the backup
     assert audit_state(lab) == before
