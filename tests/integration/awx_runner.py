@@ -186,10 +186,6 @@ class Job:
         return " | ".join(str(e["event_data"].get("res", {}).get("msg", "")) for e in self.events
                           if e.get("event") == "runner_on_failed" and not e["event_data"].get("ignore_errors"))
 
-    def changed_tasks(self):
-        return [e["event_data"]["task"] for e in self.events
-                if e.get("event") == "runner_on_ok" and e["event_data"].get("res", {}).get("changed")]
-
     def leaked(self, secrets):
         """The secrets found in the job's output, events or artifacts (what AWX shows and stores)."""
         shown = json.dumps(self.events) + json.dumps(self.artifacts)
