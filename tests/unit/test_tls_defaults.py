@@ -81,3 +81,13 @@ def test_connect_error_words():
         "certificate checks are on by default; set ssl_mode (or sslmode in the DSN) explicitly to connect without TLS")
     refused = 'connection to server at "db", port 1 failed: Connection refused\n\tIs the server running?'
     assert pg.describe_connect_error(refused) == refused.strip()
+
+
+def test_client_binaries_get_the_same_sslmode(monkeypatch):
+    from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
+    for name in ("PGSSLMODE", "PGSERVICE", "PGHOST", "PGHOSTADDR"):
+        monkeypatch.delenv(name, raising=False)
+    conninfo, _env = audit_backup.libpq_environment("postgresql://alice@db.example/alex", {"sslrootcert": "/ca.pem"})
+    assert "sslmode=verify-full" in conninfo and "sslrootcert=/ca.pem" in conninfo
+    socket_conninfo, _env = audit_backup.libpq_environment("postgresql:///alex?host=/run/postgresql", {})
+    assert "sslmode" not in socket_conninfo
