@@ -463,8 +463,8 @@ def test_backup_restore_check_under_the_observer_and_real_drill_under_the_respon
     real = play("backup_restore", alex_kubeconfig=kubeconfig(lab, "responder"), **drill)
     assert real.rc == 0, real.out[-3000:]
     assert real.host("lab")["result"] == "no_loss", real.host("lab")
-    assert [a["action"] for a in real.host("lab")["actions"]] == ["take_backup", "restore_into_scratch_database",
-                                                                   "drop_scratch_database"]
+    actions = [a["action"] for a in real.host("lab")["actions"]]
+    assert actions == ["take_backup", "restore_into_scratch_database", "drop_scratch_database"]
 
 
 @pytest.fixture
