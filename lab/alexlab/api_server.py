@@ -11,6 +11,8 @@ Deployment's env and the Secrets it references, at container start):
     ALEX_LICENSE_ISSUER_PUBLIC_KEY  the issuer's public key (PEM)
     ALEX_ORCHESTRATOR_SOCKET        /run/alexandria/orchestrator.sock (relative to the pod directory)
     ALEX_ORCHESTRATOR_DEADLINE      seconds, default 2
+    ALEX_TLS_CERT_FILE              with ALEX_TLS_KEY_FILE: serve HTTPS with this certificate (alexlab up --api-tls)
+    ALEX_TLS_KEY_FILE               its private key
 
 The license is read once, at start: a new blob in the Secret needs a restart (rollout restart).
 """
@@ -20,6 +22,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -423,6 +426,36 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
 
+class TLSServer(ThreadingHTTPServer):
+    """HTTPS; the handshake happens in the connection's own thread (on its first read), not in accept()."""
+
+    context = None
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request, client_address):
+        # A client that refuses the certificate (or speaks plain HTTP) is one log line, not a traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError)):
+            log("warning", "TLS connection from %s:%s failed: %s" % (client_address[0], client_address[1], exc))
+            return
+        super().handle_error(request, client_address)
+
+
+def make_server(host, port, env):
+    """The HTTP server, or the HTTPS one when ALEX_TLS_CERT_FILE and ALEX_TLS_KEY_FILE are set."""
+    cert, key = env.get("ALEX_TLS_CERT_FILE"), env.get("ALEX_TLS_KEY_FILE")
+    if not (cert and key):
+        return ThreadingHTTPServer((host, port), Handler), "http"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = TLSServer((host, port), Handler)
+    server.context = context
+    return server, "https"
+
+
 def main():
     env = os.environ
     app = App(env)
@@ -438,7 +471,7 @@ def main():
     Handler.app = app
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer((host, int(port)), Handler)
+    server, scheme = make_server(host, int(port), env)
 
     def on_term(_signum, _frame):
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -446,7 +479,7 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     threading.Thread(target=app.verify_at_start, daemon=True).start()
-    log("info", "listening on http://%s:%s" % (host, port))
+    log("info", "listening on %s://%s:%s" % (scheme, host, port))
     server.serve_forever(poll_interval=0.2)
     log("info", "alexandria api stopped")
     return 0
