@@ -4,16 +4,12 @@ ssl_rootcert.
 
 One lab started with `alexlab up --api-tls` (the API and the Kubernetes facade both serve certificates of the lab's
 CA, DIR/pki/ca.crt), and one real PostgreSQL with ssl=on on 127.0.0.1 whose certificate comes from a throwaway CA:
-the system's server binaries (Debian's postgresql package), since the pgserver wheel's are built without TLS.
+the suite's server behind the lab's TLS front (alexlab.pg_tls), since the pgserver wheel's server is built without
+OpenSSL; to libpq the front is a server with ssl=on.
 """
 import json
 import os
-import pwd
-import socket
-import shutil
 import ssl
-import subprocess
-import tempfile
 import urllib.request
 
 import psycopg2
@@ -22,7 +18,7 @@ import yaml
 from ansible.module_utils.testing import patch_module_args
 
 from alexlab import pg as labpg
-from alexlab import pki, schema
+from alexlab import pg_tls, pki, schema
 from alexlab.testing import LabHandle
 from ansible_collections.alexandria.ee.plugins.module_utils import pg
 from ansible_collections.alexandria.ee.plugins.modules import (alex_audit_verify, alex_license, alex_pod_restart,
@@ -162,72 +158,46 @@ PG_PASSWORD = "Tls-Pw-5ecret-never-printed"
 PG_USER = "alex_tls"
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _server_tool(name):
-    """A PostgreSQL server binary built with TLS (the pgserver wheel's is built without): the system's."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip("no PostgreSQL server binaries with TLS on PATH (%s): apt-get install postgresql" % name)
-    return path
-
-
 @pytest.fixture(scope="module")
-def tls_postgres(tmp_path_factory):
-    """A real PostgreSQL with ssl=on on 127.0.0.1 (TCP clients: TLS and a password only) and a Unix socket in its
-    data directory; its certificate from a throwaway CA. Yields (ca.crt, port, socket directory)."""
-    initdb, pg_ctl = _server_tool("initdb"), _server_tool("pg_ctl")
+def tls_postgres(pg_admin_dsn, tmp_path_factory):
+    """The suite's real PostgreSQL behind the lab's TLS front (alexlab.pg_tls) on 127.0.0.1, its certificate from a
+    throwaway CA, with a password-only role and an empty audit database. Yields (ca.crt, port, admin DSN)."""
     certs = tmp_path_factory.mktemp("pgca")
     ca_key, ca = pki.new_ca("alex-test-postgres-ca")
     key, cert = pki.issue(ca_key, ca, "alex-test-postgres")
-    pki.write_pem(str(certs / "ca.crt"), ca)
-    # PostgreSQL refuses to run as root: as root, the server runs as the system's postgres user.
-    run_as = {"user": "postgres"} if os.getuid() == 0 else {}
-    owner = pwd.getpwnam(run_as["user"]) if run_as else pwd.getpwuid(os.getuid())
-    datadir = tempfile.mkdtemp(prefix="alex-tls-pg-")  # under /tmp, which the server's user can reach
-    os.chown(datadir, owner.pw_uid, owner.pw_gid)
-    port = _free_port()
-    log = os.path.join(datadir, "server.log")
-
-    def tool(*argv):
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=120, cwd=datadir, check=False,
-                              **run_as)
-        if proc.returncode != 0:
-            logged = open(log, encoding="utf-8", errors="replace").read()[-2000:] if os.path.exists(log) else ""
-            raise AssertionError("%s failed (%d): %s %s\n%s" % (os.path.basename(argv[0]), proc.returncode,
-                                                                proc.stdout, proc.stderr, logged))
-
-    started = False
+    for name, obj in (("ca.crt", ca), ("server.crt", cert), ("server.key", key)):
+        pki.write_pem(str(certs / name), obj)
+    database = labpg.create_database(pg_admin_dsn, prefix="tls")
+    conn = psycopg2.connect(pg_admin_dsn)
+    conn.autocommit = True
     try:
-        tool(initdb, "-D", datadir, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256",
-             "--encoding=UTF8")
-        for name, obj in (("server.crt", cert), ("server.key", key)):
-            pki.write_pem(os.path.join(datadir, name), obj)
-            os.chown(os.path.join(datadir, name), owner.pw_uid, owner.pw_gid)
-        with open(os.path.join(datadir, "pg_hba.conf"), "w", encoding="utf-8") as handle:
-            handle.write("local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
-        tool(pg_ctl, "-D", datadir, "-w", "-l", log, "-o", "-h 127.0.0.1 -p %d -k %s -c ssl=on" % (port, datadir),
-             "start")
-        started = True
-        admin = "host=%s port=%d dbname=postgres user=postgres" % (datadir, port)
-        conn = psycopg2.connect(admin)
+        with conn.cursor() as cur:
+            cur.execute("DROP ROLE IF EXISTS %s" % PG_USER)
+            cur.execute("CREATE ROLE %s LOGIN PASSWORD %%s" % PG_USER, (PG_PASSWORD,))
+            cur.execute("ALTER DATABASE %s OWNER TO %s" % (psycopg2.extensions.parse_dsn(database)["dbname"], PG_USER))
+    finally:
+        conn.close()
+    conn = psycopg2.connect(database)
+    try:
+        schema.create_audit_tables(conn)  # the audit modules' tables, empty
+        with conn.cursor() as cur:
+            cur.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO %s" % PG_USER)
+            cur.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO %s" % PG_USER)
+        conn.commit()
+    finally:
+        conn.close()
+    front = pg_tls.PgTlsFront(pg_tls.backend_of(psycopg2.extensions.parse_dsn(pg_admin_dsn)),
+                              str(certs / "server.crt"), str(certs / "server.key")).start()
+    try:
+        yield str(certs / "ca.crt"), front.port, pg_admin_dsn, psycopg2.extensions.parse_dsn(database)["dbname"]
+    finally:
+        front.stop()
+        labpg.drop_database(pg_admin_dsn, database)
+        conn = psycopg2.connect(pg_admin_dsn)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("CREATE ROLE %s LOGIN PASSWORD %%s" % PG_USER, (PG_PASSWORD,))
-            cur.execute("CREATE DATABASE audit OWNER %s" % PG_USER)
+            cur.execute("DROP ROLE IF EXISTS %s" % PG_USER)
         conn.close()
-        conn = psycopg2.connect(labpg.dsn_for_database(admin, "audit"), user=PG_USER)
-        schema.create_audit_tables(conn)  # the audit modules' tables, empty
-        conn.close()
-        yield str(certs / "ca.crt"), port, datadir
-    finally:
-        if started:
-            tool(pg_ctl, "-D", datadir, "-w", "-m", "fast", "stop")
-        shutil.rmtree(datadir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -238,14 +208,14 @@ def pg_home(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def tcp_dsn(port, **extra):
-    return pg.psycopg2.extensions.make_dsn(host="127.0.0.1", port=port, user=PG_USER, password=PG_PASSWORD,
-                                           dbname="audit", connect_timeout=10, **extra)
+def tcp_dsn(tls_postgres, **extra):
+    return pg.psycopg2.extensions.make_dsn(host="127.0.0.1", port=tls_postgres[1], user=PG_USER, password=PG_PASSWORD,
+                                           dbname=tls_postgres[3], connect_timeout=10, **extra)
 
 
 def test_postgres_certificate_checked_by_default(tls_postgres, pg_home):
-    _ca, port, _socket_dir = tls_postgres
-    dsn = tcp_dsn(port)
+    port = tls_postgres[1]
+    dsn = tcp_dsn(tls_postgres)
     with pytest.raises(pg.PgError) as err:
         pg.connect(dsn, secrets=pg.dsn_secrets(dsn))
     message = str(err.value)
@@ -258,10 +228,9 @@ def test_postgres_certificate_checked_by_default(tls_postgres, pg_home):
 
 
 def test_postgres_untrusted_ca_refused(tls_postgres, pg_home, tmp_path):
-    _ca, port, _socket_dir = tls_postgres
     other_ca = str(tmp_path / "other-ca.crt")
     pki.write_pem(other_ca, pki.new_ca("some-other-ca")[1])
-    dsn = tcp_dsn(port)
+    dsn = tcp_dsn(tls_postgres)
     with pytest.raises(pg.PgError) as err:
         pg.connect(dsn, {"sslrootcert": other_ca}, secrets=pg.dsn_secrets(dsn))
     assert "certificate verify failed" in str(err.value) and "pass ssl_rootcert" in str(err.value)
@@ -269,31 +238,31 @@ def test_postgres_untrusted_ca_refused(tls_postgres, pg_home, tmp_path):
 
 
 def test_postgres_accepted_with_ssl_rootcert(tls_postgres, pg_home):
-    ca, port, _socket_dir = tls_postgres
-    conn = pg.connect(tcp_dsn(port), {"sslrootcert": ca})
+    conn = pg.connect(tcp_dsn(tls_postgres), {"sslrootcert": tls_postgres[0]})
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            assert cur.fetchone() == (True,)
+            cur.execute("SELECT current_user")
+            assert cur.fetchone() == (PG_USER,)
+        assert conn.info.ssl_in_use and conn.info.ssl_attribute("protocol").startswith("TLS")
         assert conn.get_dsn_parameters()["sslmode"] == "verify-full"
     finally:
         conn.close()
 
 
 def test_postgres_unix_socket_needs_no_certificate(tls_postgres, pg_home):
-    _ca, port, socket_dir = tls_postgres
-    conn = pg.connect("host=%s port=%d dbname=postgres user=postgres" % (socket_dir, port))
+    params = psycopg2.extensions.parse_dsn(tls_postgres[2])
+    if not (params.get("host") or "/").startswith("/"):
+        pytest.skip("ALEX_TEST_DSN reaches its server over TCP: no Unix socket to test")
+    conn = pg.connect(tls_postgres[2])
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-            assert cur.fetchone() == (False,)
+        assert not conn.info.ssl_in_use
+        assert "sslmode" not in conn.get_dsn_parameters() or conn.get_dsn_parameters()["sslmode"] != "verify-full"
     finally:
         conn.close()
 
 
 def test_postgres_sslmode_named_in_the_dsn_or_option_wins(tls_postgres, pg_home):
-    _ca, port, _socket_dir = tls_postgres
-    for dsn, kwargs in ((tcp_dsn(port, sslmode="require"), {}), (tcp_dsn(port), {"sslmode": "require"})):
+    for dsn, kwargs in ((tcp_dsn(tls_postgres, sslmode="require"), {}), (tcp_dsn(tls_postgres), {"sslmode": "require"})):
         conn = pg.connect(dsn, kwargs)
         try:
             assert conn.get_dsn_parameters()["sslmode"] == "require"
@@ -302,8 +271,8 @@ def test_postgres_sslmode_named_in_the_dsn_or_option_wins(tls_postgres, pg_home)
 
 
 def test_audit_module_refuses_then_accepts_with_ssl_rootcert(tls_postgres, pg_home, capsys, monkeypatch):
-    ca, port, _socket_dir = tls_postgres
-    args = dict(dsn=tcp_dsn(port), hmac_key="k" * 32)
+    ca = tls_postgres[0]
+    args = dict(dsn=tcp_dsn(tls_postgres), hmac_key="k" * 32)
     result = run_module(alex_audit_verify, args, capsys)
     assert "pass ssl_rootcert (or PGSSLROOTCERT)" in refused(result)
     assert PG_PASSWORD not in json.dumps(result)
