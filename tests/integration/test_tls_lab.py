@@ -24,6 +24,8 @@ from ansible_collections.alexandria.ee.plugins.module_utils import pg
 from ansible_collections.alexandria.ee.plugins.modules import (alex_audit_verify, alex_license, alex_pod_restart,
                                                                alex_ready, alex_triage)
 
+import playbooks
+
 pytestmark = pytest.mark.lab
 
 NS = "alexandria"
@@ -283,3 +285,34 @@ def test_audit_module_refuses_then_accepts_with_ssl_rootcert(tls_postgres, pg_ho
         result = run_module(alex_audit_verify, dict(args, **extra), capsys)
         assert not result.get("failed"), result["msg"]
         assert result["broken"] == [] and PG_PASSWORD not in json.dumps(result)
+
+
+# -- the playbooks take the CA from the inventory (alexlab inventory writes alex_api_ca_path) ----------------------
+
+
+@pytest.fixture(scope="module")
+def tls_play(lab, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tlsplay")
+    inventory = root / "inventory.yml"
+    inventory.write_text(lab.cli("inventory", "--host", "lab").stdout)
+    os.chmod(inventory, 0o600)
+
+    def run(name, *args, **variables):
+        variables = dict(dict(alex_target="alexandria", alex_report_dir=str(root / "reports")), **variables)
+        return playbooks.run_playbook(name, root, *args, inventory=inventory, variables=variables)
+    return run
+
+
+def test_health_over_https_with_the_inventorys_ca(lab, tls_play):
+    run = tls_play("health")
+    assert run.rc == 0, run.out[-3000:]
+    assert lab.info["api_url"].startswith("https://")
+    assert run.host("lab")["scenario"] == "healthy", run.host("lab")
+
+
+def test_health_over_https_without_the_ca_names_the_certificate(lab, tls_play):
+    run = tls_play("health", alex_api_ca_path="")
+    assert run.rc == 0, run.out[-3000:]  # one bad deployment is a line of the report, never the end of the run
+    host = run.host("lab")
+    assert host["scenario"] != "healthy", host
+    assert any("certificate is not trusted" in problem and "pass ca_path" in problem for problem in host["problems"]), host
