@@ -26,6 +26,7 @@ import multiprocessing.util
 import os
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_keyring as akr
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
 
 try:
@@ -53,11 +54,12 @@ class AuditTables:
     """The three table names of the contract, quoted as identifiers wherever they are used."""
 
     def __init__(self, schema="public", table="audit_logs", anchor_table="audit_chain_anchors",
-                 quarantine_table="audit_quarantine"):
+                 quarantine_table="audit_quarantine", rotation_table="audit_key_rotations"):
         self.schema = schema
         self.table = table
         self.anchor_table = anchor_table
         self.quarantine_table = quarantine_table
+        self.rotation_table = rotation_table
 
     @property
     def logs(self):
@@ -70,6 +72,10 @@ class AuditTables:
     @property
     def quarantine(self):
         return sql.Identifier(self.schema, self.quarantine_table)
+
+    @property
+    def rotations(self):
+        return sql.Identifier(self.schema, self.rotation_table)
 
     def describe(self):
         return {"schema": self.schema, "table": self.table, "anchor_table": self.anchor_table,
@@ -205,6 +211,36 @@ def load_anchors(cur, tables, tenant_ids=None):
     return anchors
 
 
+def load_rotations(cur, tables, tenant_ids=None):
+    """{tenant: [rotation record dicts]}; {} when the deployment has no rotation table (no rotation yet)."""
+    cur.execute("SELECT to_regclass(%s)", (tables.rotations.as_string(cur),))
+    if cur.fetchone()[0] is None:
+        return {}
+    query = sql.SQL("SELECT {} FROM {}").format(_columns(akr.ROTATION_COLUMNS), tables.rotations)
+    params = None
+    if tenant_ids is not None:
+        query = query + sql.SQL(" WHERE tenant_id = ANY(%s)")
+        params = (list(tenant_ids),)
+    cur.execute(query, params)
+    found = {}
+    for row in cur.fetchall():
+        record = dict(zip(akr.ROTATION_COLUMNS, row))
+        record["first_seq"] = int(record["first_seq"])
+        record["old_last_seq"] = int(record["old_last_seq"])
+        found.setdefault(record["tenant_id"], []).append(record)
+    return found
+
+
+def bind_keys(cur, tables, key, tenant_ids=None, attested=None):
+    """The key of every row: a Keyring is bound to the rotation records this snapshot sees.
+
+    bytes (a caller's single key) and EpochKeys (already bound) are returned as they are.
+    """
+    if isinstance(key, akr.Keyring):
+        return akr.EpochKeys(key, load_rotations(cur, tables, tenant_ids), attested)
+    return key
+
+
 def previous_row(cur, tables, tenant_id, seq):
     """(seq, row_hmac) of the last present row before seq, or (0, GENESIS)."""
     cur.execute(sql.SQL("SELECT seq, row_hmac FROM {} WHERE tenant_id = %s AND seq < %s "
@@ -213,21 +249,64 @@ def previous_row(cur, tables, tenant_id, seq):
     return (int(row[0]), row[1]) if row else (0, ac.GENESIS)
 
 
+def _rows_between(cur, tables, tenant_id, low, high):
+    """(rows, lowest seq, highest seq, row_hmac of the highest) of one tenant's rows in low..high."""
+    cur.execute(sql.SQL("SELECT count(*), min(seq), max(seq) FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s")
+                .format(tables.logs), (tenant_id, low, high))
+    rows, first, last = cur.fetchone()
+    if not rows:
+        return 0, None, None, None
+    cur.execute(sql.SQL("SELECT row_hmac FROM {} WHERE tenant_id = %s AND seq = %s").format(tables.logs),
+                (tenant_id, last))
+    return int(rows), int(first), int(last), cur.fetchone()[0]
+
+
 def scan_range(cur, tables, key, tenant_id, low, high, anchors=None):
-    """Verify one tenant's rows with low <= seq <= high; returns a partial result (see merge_partials)."""
+    """Verify one tenant's rows with low <= seq <= high; returns a partial result (see merge_partials).
+
+    Each key epoch of the range is streamed with its own key. Rows of an epoch whose key is not in the
+    keyring are one unknown_key segment (their links are still followed); rows of a compromised epoch that
+    verify but that no checkpoint taken before the compromise vouches for are unattested.
+    """
+    keys = akr.as_epoch_keys(key)
     start_seq, start_hmac = previous_row(cur, tables, tenant_id, low)
     scan = ac.TenantScan(tenant_id, anchors)
     scan.last_seq = start_seq
     scan.last_row_hmac = start_hmac
-    sink = audit_scan.ScanSink(key, scan)
     query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
         _columns(), tables.logs)
-    copy_to(cur, query, (tenant_id, low, high), sink)
-    sink.finish()
+    first_seq = None
+    unattested = 0
+    for epoch, lo, hi in keys.tenant(tenant_id).spans(low, high):
+        if epoch.key is None:
+            rows, first, last, last_hmac = _rows_between(cur, tables, tenant_id, lo, hi)
+            if rows:
+                scan.rows += rows
+                scan.segments.append({"first_seq": first, "last_seq": last, "rows": rows,
+                                      "kind": akr.KIND_UNKNOWN_KEY})
+                scan.last_seq, scan.last_row_hmac = last, last_hmac
+                first_seq = first if first_seq is None else first_seq
+            continue
+        before = len(scan.segments)
+        sink = audit_scan.ScanSink(epoch.key, scan)
+        copy_to(cur, query, (tenant_id, lo, hi), sink)
+        sink.finish()
+        if first_seq is None:
+            first_seq = sink.first_seq
+        cut = keys.unattested_from(tenant_id, epoch)
+        if cut is not None and max(cut, lo) <= min(hi, scan.last_seq):
+            found = []
+            for span_low, span_high in akr.uncovered(max(cut, lo), min(hi, scan.last_seq), scan.segments[before:]):
+                rows, first, last, _hmac = _rows_between(cur, tables, tenant_id, span_low, span_high)
+                if rows:
+                    found.append({"first_seq": first, "last_seq": last, "rows": rows, "kind": akr.KIND_UNATTESTED})
+                    unattested += rows
+            scan.segments[before:] = sorted(scan.segments[before:] + found, key=lambda s: s["first_seq"])
+    scan.valid_rows -= unattested
     return {
         "tenant_id": tenant_id, "low": low, "high": high, "rows": scan.rows, "valid_rows": scan.valid_rows,
         "hmac_failures": scan.hmac_failures, "link_failures": scan.link_failures, "segments": scan.segments,
-        "first_seq": sink.first_seq, "last_seq": scan.last_seq if scan.rows else None,
+        "first_seq": first_seq, "last_seq": scan.last_seq if scan.rows else None,
         "last_row_hmac": scan.last_row_hmac if scan.rows else None,
     }
 
@@ -256,10 +335,22 @@ def merge_partials(tenant_id, partials, key_mismatch_fraction=ac.KEY_MISMATCH_FR
                 segments.append(dict(seg))
     return {
         "rows": rows, "valid_rows": valid, "segments": segments, "verified": not segments,
-        "probable_cause": ac.probable_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction),
+        "probable_cause": epoch_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction),
         "hmac_failures": hmac_failures, "link_failures": link_failures,
         "first_seq": first_seq, "last_seq": last_seq, "last_row_hmac": last_row_hmac,
     }
+
+
+def epoch_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION):
+    """The chain's probable cause (audit_chain.probable_cause) from its own kinds; then the key epochs' findings."""
+    chain = [s for s in segments if s["kind"] in (ac.KIND_HMAC, ac.KIND_LINK, ac.KIND_GAP)]
+    cause = ac.probable_cause(rows, hmac_failures, link_failures, chain, key_mismatch_fraction)
+    kinds = set(s["kind"] for s in segments)
+    for kind, words in ((akr.KIND_ROTATION, "rotation_record_invalid"), (akr.KIND_UNKNOWN_KEY, "unknown_key"),
+                        (akr.KIND_UNATTESTED, "compromised_key")):
+        if cause is None and kind in kinds:
+            cause = words
+    return cause
 
 
 def plan_chunks(bounds, workers, chunk_rows=None, min_parallel_rows=PARALLEL_MIN_ROWS):
@@ -349,7 +440,7 @@ def default_workers():
 
 def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
                  key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, snapshot=None, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None,
-                 start_seqs=None, max_rows=None, known_bounds=None):
+                 start_seqs=None, max_rows=None, known_bounds=None, attested=None):
     """Verify tenants (all when tenant_ids is None) in conn's current transaction/snapshot.
 
     start_seqs: {tenant: seq} reads only that tenant's rows from seq on (incremental verification
@@ -360,11 +451,14 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
     processes that import `snapshot` (an exported snapshot id of conn's transaction).
     Returns (results {tenant: result}, valid anchors {tenant: {resume_seq: anchor}}, invalid [..]);
     stats, when a dict, gets the number of processes and chunks used.
+    key: bytes, an audit_keyring.Keyring (bound here to the snapshot's rotation records; attested:
+    {tenant: checkpoint} for the unattested rows of compromised epochs) or EpochKeys.
     """
     with conn.cursor() as cur:
         check_tables(cur, tables, ("logs", "anchors"))
         if tenant_ids is None:
             tenant_ids = list_tenants(cur, tables)
+        key = bind_keys(cur, tables, key, tenant_ids, attested)
         bounds = {}
         for tenant_id in tenant_ids:
             if known_bounds is not None and tenant_id in known_bounds:
@@ -412,7 +506,25 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
         else:
             results[tenant_id] = merge_partials(tenant_id, [], key_mismatch_fraction)
         results[tenant_id]["invalid_anchors"] = [a["resume_seq"] for a in invalid if a["tenant_id"] == tenant_id]
+        add_rotation_findings(results[tenant_id], key, tenant_id, key_mismatch_fraction)
     return results, valid, invalid
+
+
+def add_rotation_findings(result, key, tenant_id, key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION):
+    """Invalid rotation records become rotation_invalid segments (rows 0) with their words; epochs are listed."""
+    if not isinstance(key, akr.EpochKeys):
+        return
+    epochs = key.tenant(tenant_id)
+    result["epochs"] = [e.describe() for e in epochs.epochs]
+    if not epochs.problems:
+        return
+    result["rotation_problems"] = epochs.problems
+    found = [{"first_seq": p["first_seq"], "last_seq": p["first_seq"], "rows": 0, "kind": akr.KIND_ROTATION}
+             for p in epochs.problems]
+    result["segments"] = sorted(result["segments"] + found, key=lambda s: (s["first_seq"], s["kind"]))
+    result["verified"] = False
+    result["probable_cause"] = epoch_cause(result["rows"], result["hmac_failures"], result["link_failures"],
+                                           result["segments"], key_mismatch_fraction)
 
 
 def verify(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
@@ -426,7 +538,7 @@ def verify(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_ro
 def public_result(result):
     """What a module returns for one tenant (internal scan state left out)."""
     keep = ("rows", "valid_rows", "segments", "verified", "probable_cause", "first_seq", "last_seq",
-            "invalid_anchors", "mode", "rows_read", "checkpoint")
+            "invalid_anchors", "mode", "rows_read", "checkpoint", "epochs", "rotation_problems")
     return dict((k, result[k]) for k in keep if k in result)
 
 
