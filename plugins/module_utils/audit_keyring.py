@@ -250,14 +250,12 @@ def order_records(records):
     ordered = []
     current = None
     while rest:
-        pick = 0
-        for index, record in enumerate(rest):
-            if int(record["first_seq"]) != int(rest[0]["first_seq"]):
-                break
-            if record["old_key_id"] == current:
-                pick = index
-                break
-        record = rest.pop(pick)
+        group = [r for r in rest if int(r["first_seq"]) == int(rest[0]["first_seq"])]
+        follows = [r for r in group if r["old_key_id"] == current]
+        # Otherwise the start of the group's chain: the record no other one of the group leads to.
+        starts = [r for r in group if r["old_key_id"] not in set(o["new_key_id"] for o in group)]
+        record = (follows or starts or group)[0]
+        rest.remove(record)
         ordered.append(record)
         current = record["new_key_id"]
     return ordered
