@@ -515,7 +515,9 @@ def add_rotation_findings(result, key, tenant_id, key_mismatch_fraction=ac.KEY_M
     if not isinstance(key, akr.EpochKeys):
         return
     epochs = key.tenant(tenant_id)
-    result["epochs"] = [e.describe() for e in epochs.epochs]
+    if len(epochs.epochs) > 1:
+        # Only after a rotation: a chain of one epoch reads as it always did.
+        result["epochs"] = [e.describe() for e in epochs.epochs]
     if not epochs.problems:
         return
     result["rotation_problems"] = epochs.problems
