@@ -2,7 +2,10 @@
 its own key, unknown_key, rotation_invalid and unattested apart from hmac_mismatch, anchors in a later epoch,
 retirement across an epoch boundary, and chunks cut across epochs."""
 import base64
+import datetime
 import json
+import os
+import subprocess
 
 import pytest
 from psycopg2 import sql
@@ -14,6 +17,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_verify
 
 import audit_helpers as h
+import playbooks
 
 K1 = h.KEY.encode("utf-8")
 K2 = b"second-epoch-key-\x00\xff-binary-ok-0123456789abcdef"
@@ -137,7 +141,7 @@ def test_compromise_unattested_then_forged_rows_are_hmac_mismatch(pg_dsn, tmp_pa
     first = verify(pg_dsn, keyring, checkpoint_dir=str(tmp_path), checkpoint_key=cp_key, update_checkpoints=True)
     assert first["verified"] and first["checkpoints"]["written"] == {"dir": ["acme"]}
     checked_at = akr.utc_instant(first["tenants"]["acme"]["checkpoint"]["checked_at"])
-    compromised_at = akr.rfc3339(checked_at.replace(second=checked_at.second) + __import__("datetime").timedelta(seconds=2))
+    compromised_at = akr.rfc3339(checked_at + datetime.timedelta(seconds=2))
     more = h.rows_for("acme", 5, start_seq=16, prev_hmac=rows[-1]["row_hmac"], key=K2)
     h.load(conn, more)
     insert_record(conn, "acme", 21, more[-1]["row_hmac"], K2, K3, reason="compromise")
@@ -202,3 +206,35 @@ def test_rotation_with_no_row_between(pg_dsn, kind):
     res = verify(pg_dsn, keyring_json([(K1, "retired", {}), (K2, status, extra), (K3, "active", {})]))
     assert res["verified"], res["msg"]
     assert [e["key_id"] for e in res["tenants"]["acme"]["epochs"]] == [akr.key_id(k) for k in (K1, K2, K3)]
+
+
+def test_scenario_3_scopes_captures_and_retires_across_epochs(pg_dsn, tmp_path):
+    """The audit_chain_failure playbook with the keyring: rows edited in both epochs are scoped, captured and
+    retired (the anchor after the second one authenticated with the second key), and the chain verifies."""
+    conn = h.setup_tables(pg_dsn)
+    two_epochs(conn, first=60, second=60)
+    h.tamper(conn, "acme", [10, 90])
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    variables = tmp_path / "vars.json"
+    variables.write_text(json.dumps({
+        "audit_chain_dsn": pg_dsn, "audit_chain_hmac_key": "", "audit_chain_hmac_keyring": keyring_json(PLANNED),
+        "audit_chain_evidence_dir": str(evidence), "audit_chain_incident_id": "inc-epochs",
+        "alex_report_dir": str(tmp_path / "records")}))
+    env = playbooks.ansible_env(ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+    argv = [os.path.join(str(playbooks.BIN), "ansible-playbook"), "alexandria.ee.audit_chain_failure",
+            "-e", "@" + str(variables), "-e", "audit_chain_signoff=CR-EPOCHS", "-e", "audit_chain_confirm=true"]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert h.KEY not in output and base64.b64encode(K2).decode("ascii") not in output
+    report = json.load(open(evidence / "inc-epochs" / "incident-report.json"))
+    assert report["status"] == "retired" and report["verification_after"]["verified"] is True
+    [acme] = report["tenants"]
+    assert acme["affected_row_ranges"] == [[10, 10], [90, 90]]
+    anchors = dict((a["resume_seq"], a) for a in acme["retired"]["anchors"])
+    assert sorted(anchors) == [11, 91]
+    [stored] = [a for a in audit_store.load_anchors(conn.cursor(), TABLES) if a["resume_seq"] == 91]
+    conn.rollback()
+    assert stored["anchor_hmac"] == ac.ChainHasher(K2).hexdigest(ac.anchor_message(stored))
+    assert verify(pg_dsn, keyring_json(PLANNED))["verified"]

@@ -285,3 +285,61 @@ def test_no_key_at_vvv(lab, tmp_path):
         for form in akr.shown_forms(key):
             assert form not in output
     assert info["hmac_key"] not in output and "key_b64" not in output
+
+
+ROLE_PLAY = """---
+- name: The audit_hmac tasks of role key_rotation, as main.yml includes them after its gates
+  hosts: localhost
+  gather_facts: false
+  vars:
+    key_rotation_plan: []
+    key_rotation_log: {observed: [], decisions: [], actions: []}
+    key_rotation_result: {}
+    key_rotation_dsn: ""
+    key_rotation_kubeconfig: %(kubeconfig)s
+    key_rotation_context: ""
+    key_rotation_namespace: %(namespace)s
+    key_rotation_release: %(release)s
+    key_rotation_reason: planned
+    key_rotation_change_ref: CHG-role-1
+    key_rotation_compromised_at: ""
+    key_rotation_wait_timeout: 120
+  tasks:
+    - name: Rotate the audit HMAC key
+      ansible.builtin.include_tasks: %(tasks)s
+    - name: Publish the result
+      ansible.builtin.set_stats:
+        data:
+          result: "{{ key_rotation_result }}"
+          plan: "{{ key_rotation_plan }}"
+          log: "{{ key_rotation_log }}"
+"""
+
+
+def test_role_tasks_check_run_check_run(lab, tmp_path):
+    info = dict(lab.info, tasks=os.path.join(h.REPO, "roles", "key_rotation", "tasks", "audit_hmac.yml"))
+    play = tmp_path / "role.yml"
+    play.write_text(ROLE_PLAY % info)
+    inventory = playbooks.local_inventory(tmp_path)
+    before = keyring(lab).active_id
+    outcomes = []
+    for index, check in enumerate((True, False, True, False)):
+        stats = tmp_path / ("stats-%d.json" % index)
+        env = playbooks.ansible_env(stats=stats, ANSIBLE_LOCALHOST_WARNING="false",
+                                    ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
+        argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(play), "-i", str(inventory)]
+        proc = subprocess.run(argv + (["--check"] if check else []), env=env, capture_output=True, text=True,
+                              timeout=600, check=False)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        outcomes.append(playbooks.Run(proc, stats).custom)
+    plans = [o["plan"] for o in outcomes]
+    assert plans[0] == plans[1], "the rehearsal's plan is the real run's (same plan hash)"
+    assert plans[0][0]["key_id_before"] == before and plans[0][0]["change"] is True
+    results = [o["result"] for o in outcomes]
+    assert [r["changed"] for r in results] == [True, True, False, False]
+    assert results[0]["ids_after"] == [] and results[1]["ids_before"] == [before]
+    new_id = keyring(lab).active_id
+    assert results[1]["ids_after"] == [new_id] and results[3]["ids_after"] == [new_id]
+    assert results[1]["verification"]["verified"] is True and sorted(results[1]["tenants_rotated"]) == TENANTS
+    assert results[1]["target"] == "audit_hmac" and results[1]["fingerprints_after"][0].startswith(new_id)
+    assert outcomes[1]["log"]["actions"][0]["done"] is True and outcomes[3]["log"]["actions"][0]["done"] is False
