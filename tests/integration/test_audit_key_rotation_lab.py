@@ -47,9 +47,12 @@ def secret_state(lab):
 
 
 def keyring(lab):
+    """The keyring of the main Secret (the single key audit-hmac-key before the first rotation)."""
     _rv, data = secret_state(lab)
-    return akr.parse_keyring(base64.b64decode(data["audit-hmac-keyring"]),
-                             base64.b64decode(data["audit-hmac-key"]))
+    genesis = base64.b64decode(data["audit-hmac-key"])
+    if "audit-hmac-keyring" not in data:
+        return akr.Keyring.single(genesis)
+    return akr.parse_keyring(base64.b64decode(data["audit-hmac-keyring"]), genesis)
 
 
 def db_state(lab):
