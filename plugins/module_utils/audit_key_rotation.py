@@ -23,6 +23,7 @@ import os
 import signal
 import time
 
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs as ae
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_keyring as akr
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
@@ -76,7 +77,7 @@ def public_keys(keyring):
 def rotation_state(cur, tables, key_id):
     """(tenants with rows, tenants whose chain has a rotation record to key_id)."""
     tenants = st.list_tenants(cur, tables)
-    records = st.load_rotations(cur, tables, tenants)
+    records = ae.load_rotations(cur, tables, tenants)
     rotated = sorted(t for t, recs in records.items() if any(r["new_key_id"] == key_id for r in recs))
     return tenants, rotated
 

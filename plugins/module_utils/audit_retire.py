@@ -14,6 +14,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs as ae
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
@@ -103,7 +104,7 @@ def build_anchors(cur, tables, key, tenant_id, runs, capture_sha256, backup_sha2
 
     Each anchor is authenticated with the key of the epoch its resume_seq falls in.
     """
-    key = st.bind_keys(cur, tables, key, [tenant_id])
+    key = ae.bind_keys(cur, tables, key, [tenant_id])
     anchors = []
     for run in runs:
         digest, count = retired_rows_digest(cur, tables, tenant_id, run)
@@ -210,7 +211,7 @@ def retire_scan(conn, tables, key, tenant_id, workers=1, connect=None, chunk_row
             identity = st.database_identity(cur)
             fingerprint = tenant_fingerprint(cur, tables, tenant_id, result["last_seq"] or 0)
             runs = plan_runs(result["segments"], valid.get(tenant_id))
-            key = st.bind_keys(cur, tables, key, [tenant_id])
+            key = ae.bind_keys(cur, tables, key, [tenant_id])
             preview = build_anchors(cur, tables, key, tenant_id, runs, None, None, None)
     return {"tenant_id": tenant_id, "result": result, "valid": valid, "invalid": invalid, "identity": identity,
             "fingerprint": fingerprint, "runs": runs, "anchors": preview}
@@ -291,7 +292,7 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
             phases = {}
             cur.execute("SELECT set_config('lock_timeout', '0', true)")
             # Under the lock no rotation record of this tenant can be written: bind the keys once.
-            key = st.bind_keys(cur, tables, key, [tenant_id])
+            key = ae.bind_keys(cur, tables, key, [tenant_id])
             result, valid, how = _verify_under_lock(conn, cur, tables, key, tenant_id, first, lock_verify,
                                                     key_mismatch_fraction)
             phases["verify"] = timer() - locked

@@ -26,6 +26,7 @@ import multiprocessing.util
 import os
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs as ae
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_keyring as akr
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
 
@@ -211,54 +212,12 @@ def load_anchors(cur, tables, tenant_ids=None):
     return anchors
 
 
-def load_rotations(cur, tables, tenant_ids=None):
-    """{tenant: [rotation record dicts]}; {} when the deployment has no rotation table (no rotation yet)."""
-    cur.execute("SELECT to_regclass(%s)", (tables.rotations.as_string(cur),))
-    if cur.fetchone()[0] is None:
-        return {}
-    query = sql.SQL("SELECT {} FROM {}").format(_columns(akr.ROTATION_COLUMNS), tables.rotations)
-    params = None
-    if tenant_ids is not None:
-        query = query + sql.SQL(" WHERE tenant_id = ANY(%s)")
-        params = (list(tenant_ids),)
-    cur.execute(query, params)
-    found = {}
-    for row in cur.fetchall():
-        record = dict(zip(akr.ROTATION_COLUMNS, row))
-        record["first_seq"] = int(record["first_seq"])
-        record["old_last_seq"] = int(record["old_last_seq"])
-        found.setdefault(record["tenant_id"], []).append(record)
-    return found
-
-
-def bind_keys(cur, tables, key, tenant_ids=None, attested=None):
-    """The key of every row: a Keyring is bound to the rotation records this snapshot sees.
-
-    bytes (a caller's single key) and EpochKeys (already bound) are returned as they are.
-    """
-    if isinstance(key, akr.Keyring):
-        return akr.EpochKeys(key, load_rotations(cur, tables, tenant_ids), attested)
-    return key
-
-
 def previous_row(cur, tables, tenant_id, seq):
     """(seq, row_hmac) of the last present row before seq, or (0, GENESIS)."""
     cur.execute(sql.SQL("SELECT seq, row_hmac FROM {} WHERE tenant_id = %s AND seq < %s "
                         "ORDER BY seq DESC LIMIT 1").format(tables.logs), (tenant_id, seq))
     row = cur.fetchone()
     return (int(row[0]), row[1]) if row else (0, ac.GENESIS)
-
-
-def _rows_between(cur, tables, tenant_id, low, high):
-    """(rows, lowest seq, highest seq, row_hmac of the highest) of one tenant's rows in low..high."""
-    cur.execute(sql.SQL("SELECT count(*), min(seq), max(seq) FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s")
-                .format(tables.logs), (tenant_id, low, high))
-    rows, first, last = cur.fetchone()
-    if not rows:
-        return 0, None, None, None
-    cur.execute(sql.SQL("SELECT row_hmac FROM {} WHERE tenant_id = %s AND seq = %s").format(tables.logs),
-                (tenant_id, last))
-    return int(rows), int(first), int(last), cur.fetchone()[0]
 
 
 def scan_range(cur, tables, key, tenant_id, low, high, anchors=None):
@@ -279,7 +238,7 @@ def scan_range(cur, tables, key, tenant_id, low, high, anchors=None):
     unattested = 0
     for epoch, lo, hi in keys.tenant(tenant_id).spans(low, high):
         if epoch.key is None:
-            rows, first, last, last_hmac = _rows_between(cur, tables, tenant_id, lo, hi)
+            rows, first, last, last_hmac = ae.rows_between(cur, tables, tenant_id, lo, hi)
             if rows:
                 scan.rows += rows
                 scan.segments.append({"first_seq": first, "last_seq": last, "rows": rows,
@@ -293,15 +252,7 @@ def scan_range(cur, tables, key, tenant_id, low, high, anchors=None):
         sink.finish()
         if first_seq is None:
             first_seq = sink.first_seq
-        cut = keys.unattested_from(tenant_id, epoch)
-        if cut is not None and max(cut, lo) <= min(hi, scan.last_seq):
-            found = []
-            for span_low, span_high in akr.uncovered(max(cut, lo), min(hi, scan.last_seq), scan.segments[before:]):
-                rows, first, last, _hmac = _rows_between(cur, tables, tenant_id, span_low, span_high)
-                if rows:
-                    found.append({"first_seq": first, "last_seq": last, "rows": rows, "kind": akr.KIND_UNATTESTED})
-                    unattested += rows
-            scan.segments[before:] = sorted(scan.segments[before:] + found, key=lambda s: s["first_seq"])
+        unattested += ae.mark_unattested(cur, tables, keys, tenant_id, epoch, lo, hi, scan, before)
     scan.valid_rows -= unattested
     return {
         "tenant_id": tenant_id, "low": low, "high": high, "rows": scan.rows, "valid_rows": scan.valid_rows,
@@ -335,22 +286,10 @@ def merge_partials(tenant_id, partials, key_mismatch_fraction=ac.KEY_MISMATCH_FR
                 segments.append(dict(seg))
     return {
         "rows": rows, "valid_rows": valid, "segments": segments, "verified": not segments,
-        "probable_cause": epoch_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction),
+        "probable_cause": ae.epoch_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction),
         "hmac_failures": hmac_failures, "link_failures": link_failures,
         "first_seq": first_seq, "last_seq": last_seq, "last_row_hmac": last_row_hmac,
     }
-
-
-def epoch_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION):
-    """The chain's probable cause (audit_chain.probable_cause) from its own kinds; then the key epochs' findings."""
-    chain = [s for s in segments if s["kind"] in (ac.KIND_HMAC, ac.KIND_LINK, ac.KIND_GAP)]
-    cause = ac.probable_cause(rows, hmac_failures, link_failures, chain, key_mismatch_fraction)
-    kinds = set(s["kind"] for s in segments)
-    for kind, words in ((akr.KIND_ROTATION, "rotation_record_invalid"), (akr.KIND_UNKNOWN_KEY, "unknown_key"),
-                        (akr.KIND_UNATTESTED, "compromised_key")):
-        if cause is None and kind in kinds:
-            cause = words
-    return cause
 
 
 def plan_chunks(bounds, workers, chunk_rows=None, min_parallel_rows=PARALLEL_MIN_ROWS):
@@ -458,7 +397,7 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
         check_tables(cur, tables, ("logs", "anchors"))
         if tenant_ids is None:
             tenant_ids = list_tenants(cur, tables)
-        key = bind_keys(cur, tables, key, tenant_ids, attested)
+        key = ae.bind_keys(cur, tables, key, tenant_ids, attested)
         bounds = {}
         for tenant_id in tenant_ids:
             if known_bounds is not None and tenant_id in known_bounds:
@@ -506,27 +445,9 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
         else:
             results[tenant_id] = merge_partials(tenant_id, [], key_mismatch_fraction)
         results[tenant_id]["invalid_anchors"] = [a["resume_seq"] for a in invalid if a["tenant_id"] == tenant_id]
-        add_rotation_findings(results[tenant_id], key, tenant_id, key_mismatch_fraction)
+        ae.add_rotation_findings(results[tenant_id], key, tenant_id, key_mismatch_fraction)
     return results, valid, invalid
 
-
-def add_rotation_findings(result, key, tenant_id, key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION):
-    """Invalid rotation records become rotation_invalid segments (rows 0) with their words; epochs are listed."""
-    if not isinstance(key, akr.EpochKeys):
-        return
-    epochs = key.tenant(tenant_id)
-    if len(epochs.epochs) > 1:
-        # Only after a rotation: a chain of one epoch reads as it always did.
-        result["epochs"] = [e.describe() for e in epochs.epochs]
-    if not epochs.problems:
-        return
-    result["rotation_problems"] = epochs.problems
-    found = [{"first_seq": p["first_seq"], "last_seq": p["first_seq"], "rows": 0, "kind": akr.KIND_ROTATION}
-             for p in epochs.problems]
-    result["segments"] = sorted(result["segments"] + found, key=lambda s: (s["first_seq"], s["kind"]))
-    result["verified"] = False
-    result["probable_cause"] = epoch_cause(result["rows"], result["hmac_failures"], result["link_failures"],
-                                           result["segments"], key_mismatch_fraction)
 
 
 def verify(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_checkpoint as cpk
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs as ae
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
 try:
@@ -197,7 +198,7 @@ def verify(conn, tables, key, checkpoints, mode="incremental", workers=1, connec
     attested = dict((t, checkpoints[t].doc) for t in tenants if checkpoints[t].doc is not None)
     with conn.cursor() as cur:
         st.check_tables(cur, tables, ("logs", "anchors"))
-        key = st.bind_keys(cur, tables, key, tenants, attested)
+        key = ae.bind_keys(cur, tables, key, tenants, attested)
         anchors_all = st.load_anchors(cur, tables, tenants)
         valid_anchors, _invalid = st.ac.check_anchors(key, anchors_all)
         facts = {}
