@@ -191,3 +191,30 @@ def test_rfc3339(text, ok):
     else:
         with pytest.raises(akr.KeyringError):
             akr.utc_instant(text)
+
+
+@pytest.mark.parametrize("kinds,hmac_failures,cause", [
+    (["unattested"], 0, "compromised_key"),
+    (["unknown_key"], 0, "unknown_key"),
+    (["rotation_invalid", "unknown_key"], 0, "rotation_record_invalid"),
+    (["unattested", "hmac_mismatch"], 1, "direct_db_edit"),
+    ([], 0, None),
+])
+def test_epoch_cause_puts_the_chain_first(kinds, hmac_failures, cause):
+    from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs
+    segments = [{"first_seq": i + 1, "last_seq": i + 1, "rows": 1, "kind": k} for i, k in enumerate(kinds)]
+    assert audit_epochs.epoch_cause(10, hmac_failures, 0, segments) == cause
+
+
+def test_report_reads_epoch_kinds_and_never_lists_them_as_affected():
+    from ansible_collections.alexandria.ee.plugins.module_utils import audit_report
+    result = {"rows": 20, "probable_cause": "compromised_key", "verified": False,
+              "segments": [{"first_seq": 5, "last_seq": 9, "rows": 5, "kind": "unattested"},
+                           {"first_seq": 12, "last_seq": 14, "rows": 3, "kind": "unknown_key"}]}
+    cause, why = audit_report.reasoning(result)
+    assert cause == "compromised_key" and "compromised_key" in audit_report.CAUSES
+    assert any("5 row(s) (seq 5-9) verify only with a key marked compromised" in w for w in why)
+    assert any("3 row(s) (seq 12-14) belong to a key epoch whose key is not in the keyring" in w for w in why)
+    report = audit_report.build_report("INC-1", {"broken": ["acme"], "tenants": {"acme": result}},
+                                       generated_at="2026-11-28T10:00:00Z")
+    assert report["tenants"][0]["affected_row_ranges"] == []
