@@ -12,7 +12,6 @@ from alexlab import keys as labkeys
 from alexlab.common import LabError, parse_quantity, read_json, rfc3339, write_json
 from alexlab.labclient import LabClient
 from alexlab.shared import audit_chain as ac
-from alexlab.shared import audit_keyring as akr
 
 FAULTS = ("orchestrator-crash", "orchestrator-hang", "oom", "license-corrupt", "license-missing", "license-expired",
           "seats-exhausted", "tenants-exhausted", "audit-tamper", "audit-delete", "audit-key-mismatch", "rbac-deny",

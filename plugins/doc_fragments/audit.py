@@ -73,7 +73,7 @@ options:
     default: audit-hmac-key
   hmac_keyring:
     description:
-      - The audit keyring (JSON of C(docs/contract.md) section 4, "Key epochs"): every key with its id and status.
+      - The audit keyring (JSON of C(docs/contract.md) section 4, "Key epochs"), every key with its id and status.
         Each key epoch is verified with its own key. Never logged.
       - When neither this nor O(hmac_key) is given, the keyring is read from the release's main Secret (key
         O(hmac_keyring_secret_key)); a Secret without a keyring means the single key O(hmac_secret_key).

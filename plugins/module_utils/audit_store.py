@@ -449,7 +449,6 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
     return results, valid, invalid
 
 
-
 def verify(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
            key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None):
     """Verify in one consistent snapshot (exported to the workers when there are several)."""

@@ -55,7 +55,7 @@ options:
     required: true
   change_ref:
     description:
-      - The change reference of this rotation, stored with the new key: a rerun with the same reference completes
+      - The change reference of this rotation, stored with the new key. A rerun with the same reference completes
         or confirms that rotation instead of starting another.
     type: str
     required: true
