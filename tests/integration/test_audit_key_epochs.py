@@ -238,3 +238,20 @@ def test_scenario_3_scopes_captures_and_retires_across_epochs(pg_dsn, tmp_path):
     conn.rollback()
     assert stored["anchor_hmac"] == ac.ChainHasher(K2).hexdigest(ac.anchor_message(stored))
     assert verify(pg_dsn, keyring_json(PLANNED))["verified"]
+
+
+def test_checkpoints_keep_working_across_epochs(pg_dsn, tmp_path):
+    """A checkpoint taken in the first epoch vouches for it after the rotation: the incremental run reads from the
+    checkpointed row on, through the epoch boundary, and advances the checkpoint into the second epoch."""
+    conn = h.setup_tables(pg_dsn)
+    old = h.rows_for("acme", 10, key=h.KEY)
+    h.load(conn, old)
+    stores = dict(checkpoint_dir=str(tmp_path), checkpoint_key="checkpoint-key-of-the-automation-0123456789")
+    first = verify(pg_dsn, keyring_json([(K1, "active", {})]), update_checkpoints=True, **stores)
+    assert first["checkpoints"]["written"] == {"dir": ["acme"]}
+    insert_record(conn, "acme", 11, old[-1]["row_hmac"], K1, K2)
+    h.load(conn, h.rows_for("acme", 10, start_seq=11, prev_hmac=old[-1]["row_hmac"], key=K2))
+    res = verify(pg_dsn, keyring_json(PLANNED), update_checkpoints=True, **stores)
+    acme = res["tenants"]["acme"]
+    assert res["verified"] and acme["mode"] == "incremental" and acme["rows_read"] == 11 and acme["rows"] == 20
+    assert acme["checkpoint"]["last_seq"] == 20 and res["checkpoints"]["written"] == {"dir": ["acme"]}
