@@ -68,7 +68,7 @@ options:
     type: str
   hmac_secret_key:
     description:
-      - Key of the audit HMAC key in the main Secret: the key of the rows written before any rotation.
+      - Key of the audit HMAC key in the main Secret, the key of the rows written before any rotation.
     type: str
     default: audit-hmac-key
   hmac_keyring:
