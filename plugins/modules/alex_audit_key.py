@@ -202,10 +202,9 @@ def main():
     if not change_ref:
         module.fail_json(msg="change_ref is empty: give the change or incident reference of this rotation")
     compromised_at = None
-    if p["reason"] == "compromise":
-        if not p["compromised_at"]:
-            module.fail_json(msg="reason=compromise needs compromised_at: the time the key was compromised "
-                                 "(RFC 3339, such as 2026-11-27T09:52:00Z)")
+    if p["reason"] == "compromise" and not p["compromised_at"]:
+        module.fail_json(msg="reason=compromise needs compromised_at: the time the key was compromised "
+                             "(RFC 3339, such as 2026-11-27T09:52:00Z)")
     if p["compromised_at"]:
         try:
             compromised_at = akr.rfc3339(akr.utc_instant(p["compromised_at"]))
@@ -227,9 +226,7 @@ def main():
         state, done_id = rot.plan(keyring, change_ref)
         before = rot.public_keys(keyring)
         old_id = keyring.active_id
-        if state == "rotate":
-            old_id = keyring.active_id
-        else:
+        if state != "rotate":
             # The Secret already holds this change's key: the key before it is the one it replaced.
             old_id = next((k["id"] for k in before if k.get("retired_at") == keyring.keys[done_id]["created_at"]
                            and k["id"] != done_id), None)
