@@ -6,6 +6,7 @@ Deployment's env and the Secrets it references, at container start):
     ALEX_HTTP_ADDR                  127.0.0.1:<port> (the container port 8080 of the Service)
     ALEX_DATABASE_DSN               Secret <release>, key database-dsn
     ALEX_AUDIT_HMAC_KEY             Secret <release>, key audit-hmac-key (bytes as stored)
+    ALEX_AUDIT_HMAC_KEYRING         Secret <release>, key audit-hmac-keyring (optional; the key epochs' keyring)
     ALEX_ADMIN_TOKEN                Secret <release>, key admin-token
     ALEX_LICENSE_BLOB               Secret <release>-license, key license.blob (optional)
     ALEX_LICENSE_ISSUER_PUBLIC_KEY  the issuer's public key (PEM)
@@ -14,7 +15,9 @@ Deployment's env and the Secrets it references, at container start):
     ALEX_TLS_CERT_FILE              with ALEX_TLS_KEY_FILE: serve HTTPS with this certificate (alexlab up --api-tls)
     ALEX_TLS_KEY_FILE               its private key
 
-The license is read once, at start: a new blob in the Secret needs a restart (rollout restart).
+The license is read once, at start: a new blob in the Secret needs a restart (rollout restart). So is
+the audit keyring: at start, before verifying, the API writes a rotation record for every tenant whose
+chain is not yet on the keyring's active key (and logs "audit key rotated" for each).
 """
 import datetime
 import hmac
@@ -38,6 +41,7 @@ from alexlab import api_store
 from alexlab.api_store import ChainBroken, Exists, NotFound, QuotaExceeded
 from alexlab.common import SOCKET_PATH, log_line
 from alexlab.shared import audit_chain as ac
+from alexlab.shared import audit_keyring as akr
 from alexlab.shared import license_codec as lc
 
 
@@ -97,6 +101,8 @@ class App:
     def __init__(self, env):
         self.dsn = env.get("ALEX_DATABASE_DSN", "")
         self.hmac_key = os.environb.get(b"ALEX_AUDIT_HMAC_KEY", b"")
+        self.keyring = self.load_keyring(os.environb.get(b"ALEX_AUDIT_HMAC_KEYRING"))
+        self.rotated = False
         self.admin_token = env.get("ALEX_ADMIN_TOKEN", "")
         self.socket_path = env.get("ALEX_ORCHESTRATOR_SOCKET", SOCKET_PATH)
         self.deadline = float(env.get("ALEX_ORCHESTRATOR_DEADLINE", "2"))
@@ -104,6 +110,27 @@ class App:
         self.db = api_store.Db(self.dsn)
         self.anchors_seen = set()
         self.verify_lock = threading.Lock()
+
+    def load_keyring(self, text):
+        """The keyring of the Secret, or the single key of audit-hmac-key (never logs a key)."""
+        if text:
+            try:
+                return akr.parse_keyring(text, self.hmac_key)
+            except akr.KeyringError as exc:
+                log("error", "audit keyring invalid: %s; writing with audit-hmac-key alone" % exc)
+        return akr.Keyring.single(self.hmac_key)
+
+    def rotate_at_start(self):
+        """Move every tenant to the active key's epoch (a rotation record each, under the writers' lock)."""
+        for record in self.db.rotate_all(self.keyring):
+            self.log_rotation(record)
+        self.rotated = True
+
+    @staticmethod
+    def log_rotation(record):
+        log("info", "audit key rotated: tenant=%s first_seq=%d old_key=%s new_key=%s reason=%s" % (
+            api_store.tenant_words(record["tenant_id"]), record["first_seq"], record["old_key_id"],
+            record["new_key_id"], record["reason"]))
 
     # -- checks --------------------------------------------------------------------------
 
@@ -192,7 +219,7 @@ class App:
         """Verify every tenant and log what the runbook's pre-check looks for; returns the report."""
         with self.verify_lock:
             started = time.monotonic()
-            results, anchors, invalid = self.db.verify_all(self.hmac_key)
+            results, anchors, invalid = self.db.verify_all(self.keyring)
             for anchor in sorted(anchors, key=api_store.anchor_key):
                 if api_store.anchor_key(anchor) not in self.anchors_seen:
                     self.anchors_seen.add(api_store.anchor_key(anchor))
@@ -226,6 +253,8 @@ class App:
     def verify_at_start(self):
         for _attempt in range(60):
             try:
+                if not self.rotated:
+                    self.rotate_at_start()
                 self.verify("startup")
                 return
             except psycopg2.Error as exc:
@@ -237,8 +266,8 @@ class App:
         if not isinstance(actor, str) or not isinstance(action, str):
             raise BadRequest("actor and action must be strings")
         try:
-            seq, digest, resumed = self.db.audit_write(self.hmac_key, tenant_id, actor, action,
-                                                       api_store.payload_json(body.get("payload", {})))
+            seq, digest, resumed, rotated = self.db.audit_write(self.keyring, tenant_id, actor, action,
+                                                                api_store.payload_json(body.get("payload", {})))
         except ChainBroken as exc:
             log("error", "audit chain broken: tenant=%s seq=%d-%d kind=%s: write refused" % (
                 api_store.tenant_words(exc.tenant_id), exc.seq, exc.seq, exc.kind))
@@ -246,6 +275,8 @@ class App:
                 log("error", "HMAC mismatch: tenant=%s seq=%d-%d rows=1" % (
                     api_store.tenant_words(exc.tenant_id), exc.seq, exc.seq))
             return 409, {"error": "audit chain broken", "tenant_id": exc.tenant_id, "seq": exc.seq}
+        if rotated:
+            self.log_rotation(rotated)
         if resumed:
             log("info", "audit chain anchor reset: tenant=%s resume_seq=%d: writes resume" % (
                 api_store.tenant_words(tenant_id), resumed))

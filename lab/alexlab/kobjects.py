@@ -65,6 +65,7 @@ def deployment_obj(namespace, release, api_addr, issuer_pem, tls_files=None):
          "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
          "env": [secret_env("ALEX_DATABASE_DSN", release, "database-dsn"),
                  secret_env("ALEX_AUDIT_HMAC_KEY", release, "audit-hmac-key"),
+                 secret_env("ALEX_AUDIT_HMAC_KEYRING", release, "audit-hmac-keyring", optional=True),
                  secret_env("ALEX_ADMIN_TOKEN", release, "admin-token"),
                  secret_env("ALEX_LICENSE_BLOB", release + "-license", "license.blob", optional=True),
                  {"name": "ALEX_LICENSE_ISSUER_PUBLIC_KEY", "value": issuer_pem},

@@ -7,7 +7,7 @@ import importlib.util
 import os
 
 try:
-    from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain, license_codec
+    from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain, audit_keyring, license_codec
 except ImportError:  # pragma: no cover - only outside the venv
     _base = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          "plugins", "module_utils")
@@ -20,5 +20,6 @@ except ImportError:  # pragma: no cover - only outside the venv
 
     audit_chain = _load("audit_chain")
     license_codec = _load("license_codec")
+    audit_keyring = None  # imports the collection's audit_chain by its full name: the venv is needed
 
-__all__ = ["audit_chain", "license_codec"]
+__all__ = ["audit_chain", "audit_keyring", "license_codec"]

@@ -147,7 +147,8 @@ def test_observer_writes_are_403_in_the_api_servers_words(lab):
     ("responder", ["patch", "deployments/other"], "no"),
     ("responder", ["get", "pods", "--subresource=log"], "yes"),
     ("responder", ["update", "secrets/alexandria-ee-license"], "yes"),
-    ("responder", ["update", "secrets/alexandria-ee"], "no"),
+    ("responder", ["update", "secrets/alexandria-ee"], "yes"),  # alex_audit_key writes the audit keyring there
+    ("responder", ["update", "secrets/some-other-secret"], "no"),
     ("responder", ["list", "pods", "-n", "kube-system"], "no"),
     ("admin", ["patch", "deployments/alexandria-ee"], "yes"),
 ])
