@@ -63,6 +63,8 @@ def deployment_obj(namespace, release, api_addr, issuer_pem):
                  secret_env("ALEX_ADMIN_TOKEN", release, "admin-token"),
                  secret_env("ALEX_LICENSE_BLOB", release + "-license", "license.blob", optional=True),
                  {"name": "ALEX_LICENSE_ISSUER_PUBLIC_KEY", "value": issuer_pem},
+                 # The trusted issuer set (docs/contract.md section 3); when present it replaces the single key.
+                 secret_env("ALEX_LICENSE_ISSUERS", release + "-license-issuers", "issuers.json", optional=True),
                  {"name": "ALEX_ORCHESTRATOR_SOCKET", "value": SOCKET_PATH},
                  {"name": "ALEX_HTTP_ADDR", "value": api_addr}],
          "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 2,
