@@ -96,14 +96,15 @@ def wait_ready(api, timeout, clock=time.monotonic, sleep=time.sleep):
         sleep(1.0)
 
 
-def restart_and_wait(workload, api, deployment, timeout, ready=True, annotations=None):
+def restart_and_wait(result, workload, api, deployment, timeout, ready=True, annotations=None):
     """Roll the Deployment (restart annotation, plus any given), wait for the rollout and, if ready, /ready.
 
-    Returns {restarted, rollout, ready}; K8sError or ApiError when it does not complete.
+    Sets restarted, rollout and ready in result as they happen, so that a K8sError or ApiError raised when it
+    does not complete leaves result saying how far it got.
     """
     workload.restart_deployment(deployment, annotations=annotations)
-    out = {"restarted": True}
-    _dep, out["rollout"] = workload.wait_rollout(deployment, timeout)
+    result["restarted"] = True
+    _dep, result["rollout"] = workload.wait_rollout(deployment, timeout)
     if ready:
-        out["ready"] = wait_ready(api, timeout)
-    return out
+        result["ready"] = wait_ready(api, timeout)
+    return result

@@ -555,12 +555,11 @@ class Runner:
             return
         name = kw.deployment_name(self.p["release"], self.p["deployment"])
         try:
-            result.update(lk.restart_and_wait(self.workload(), self.api(), name, self.p["wait_timeout"], wait_ready))
+            lk.restart_and_wait(result, self.workload(), self.api(), name, self.p["wait_timeout"], wait_ready)
             result["changed"] = True
             result["license"] = self.license_doc()
         except (K8sError, ApiError) as exc:
             # The Secret is written: say so, so a playbook can roll back.
-            result.setdefault("restarted", True)
             self.fail("the license Secret was written but the restart did not complete: %s" % exc, **result)
 
 

@@ -291,13 +291,11 @@ def planned_set(module, stored, now):
     return doc, created
 
 
-def license_check(workload, params, trust):
-    """The blob in the license Secret under trust (the set after the run, or None): no blob in the answer."""
-    secret = workload.read_secret(kw.license_secret_name(params["release"], params["license_secret"]))
-    blob = kw.secret_value(secret, params["license_secret_key"])
+def license_check(blob, trust):
+    """The blob of the license Secret under trust (a set, or None: not checked); never the blob itself."""
     described = ll.describe_blob(blob, trust)
-    return blob, dict(fingerprint=described["fingerprint"], valid=described["valid"], reason=described["reason"],
-                      issuer_key_id=(described["claims"] or {}).get("issuer_key_id"))
+    return dict(fingerprint=described["fingerprint"], valid=described["valid"], reason=described["reason"],
+                issuer_key_id=(described["claims"] or {}).get("issuer_key_id"))
 
 
 def run(module):
@@ -311,10 +309,12 @@ def run(module):
     secret, stored = lk.read_issuer_set(workload, name, p["issuer_set_secret_key"])
     doc, created = planned_set(module, stored, now)
     changed = doc is not None and doc != stored
-    blob, check = license_check(workload, p, doc)
+    blob = kw.secret_value(workload.read_secret(kw.license_secret_name(p["release"], p["license_secret"])),
+                           p["license_secret_key"])
     if blob:
         module.no_log_values.add(blob)
-    before_check = license_check(workload, p, stored)[1] if stored is not None else None
+    check = license_check(blob, doc)
+    before_check = license_check(blob, stored) if stored is not None else None
     broken = check["valid"] is False and (before_check is None or before_check["valid"] is not False)
     if changed and blob and broken:
         words = ("the blob in the license Secret (fingerprint %s, issuer key %s) would be refused with %s under the "
@@ -354,8 +354,8 @@ def run(module):
     if p["restart"] and restart_needed:
         try:
             api = ApiClient.from_params(dict(p, admin_token=None))
-            result.update(lk.restart_and_wait(workload, api, deployment, p["wait_timeout"], ready=bool(check["valid"]),
-                                              annotations={lk.ISSUERS_ANNOTATION: digest}))
+            lk.restart_and_wait(result, workload, api, deployment, p["wait_timeout"], ready=bool(check["valid"]),
+                                annotations={lk.ISSUERS_ANNOTATION: digest})
             result["changed"] = True
         except (K8sError, ApiError) as exc:
             module.fail_json(msg="the trusted issuer set was written but the restart did not complete: %s" % exc,

@@ -91,7 +91,8 @@ def test_validate_reports_invalid_without_failing(issuer, pem, capsys, kind, rea
 
 
 def test_blob_and_blob_file_are_exclusive(pem, capsys):
-    res = result_of(alex_license, dict(state="validate", issuer_set="ignore", blob="ALXLIC1.dummy.dummy", blob_file="/nonexistent", issuer_public_key=pem), capsys)
+    res = result_of(alex_license, dict(state="validate", issuer_set="ignore", blob="ALXLIC1.dummy.dummy",
+                                       blob_file="/nonexistent", issuer_public_key=pem), capsys)
     assert res["failed"] and "mutually exclusive" in res["msg"]
 
 
@@ -128,6 +129,16 @@ def test_present_refuses_invalid_blob_before_any_request(issuer, pem, closed_url
     assert res["reason"] == "expired"
     assert res["claims"]["expires_at"] == "2021-01-01T00:00:00Z"
     assert expired not in raw
+
+
+def test_validate_reads_the_issuer_set_unless_told_to_ignore_it(issuer, pem, capsys, tmp_path):
+    """issuer_set=auto (the default) asks Kubernetes for the release's trusted issuer set: without a cluster that
+    is one clear failure, never a silent check against issuer_public_key alone."""
+    blob = lc.encode_license(claims(), issuer)
+    res, raw = run(alex_license, dict(state="validate", blob=blob, issuer_public_key=pem,
+                                      kubeconfig=str(tmp_path / "no-such-kubeconfig")), capsys)
+    assert res["failed"] and "cannot load Kubernetes configuration" in res["msg"]
+    assert blob not in raw
 
 
 def test_present_unreachable_api_fails_in_words(issuer, pem, closed_url, capsys):
