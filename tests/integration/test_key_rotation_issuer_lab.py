@@ -316,3 +316,21 @@ def test_an_unreadable_issuer_set_is_one_clear_message(lab, rotated, capsys):
     finally:
         import base64
         lab.client.set_secret_value(ISSUERS, "issuers.json", base64.b64decode(good[1]["issuers.json"]))
+
+
+def test_a_concurrent_change_of_the_set_is_refused_not_overwritten(lab, rotated):
+    """The replace carries the resourceVersion it read: a change in between gives 409, and both keep theirs."""
+    from ansible_collections.alexandria.ee.plugins.module_utils import k8s_workload as kw
+    from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import K8sError, build_api_client
+    from ansible_collections.alexandria.ee.plugins.module_utils import license_issuers as li
+    workload = kw.Workload(build_api_client(dict(kubeconfig=lab.info["kubeconfig"], context=None, host=None,
+                                                 api_key=None, validate_certs=None, ca_cert=None)), NS)
+    stale = workload.read_secret(ISSUERS)
+    doc = li.parse_set(kw.secret_value(stale, "issuers.json"))
+    # Another writer stores the same set in another layout (an unchanged object would keep its resourceVersion).
+    lab.client.set_secret_value(ISSUERS, "issuers.json", json.dumps(doc).encode("ascii"))
+    current = secret(lab, ISSUERS)
+    with pytest.raises(K8sError) as err:
+        workload.write_secret_values(ISSUERS, {"issuers.json": li.dump_set(li.empty_set())}, stale)
+    assert "409" in str(err.value) or "Conflict" in str(err.value)
+    assert secret(lab, ISSUERS) == current
