@@ -68,9 +68,9 @@ def resolve_trust(params, workload_factory):
         if doc is not None:
             return doc, "trusted issuer set in %s" % where(workload.namespace, name, params["issuer_set_secret_key"])
         if mode == "require":
+            missing = where(workload.namespace, name, params["issuer_set_secret_key"])
             raise ValueError("issuer_set=require but %s does not exist: add the first key with "
-                             "alexandria.ee.alex_license_issuers" % where(workload.namespace, name,
-                                                                            params["issuer_set_secret_key"]))
+                             "alexandria.ee.alex_license_issuers" % missing)
     if not params["issuer_public_key"]:
         return None, ("issuer_public_key is required: %s" % (
             "issuer_set=ignore checks against that key alone" if mode == "ignore"

@@ -256,6 +256,7 @@ def test_the_api_refuses_a_blob_under_the_revoked_key_and_logs_revoked_issuer(la
     good = secret(lab, LICENSE)
     lab.client.set_secret_value(LICENSE, "license.blob", mint(lab, "issuer").encode("ascii"))
     lab.client.rollout_restart()
+
     def refused():
         body = lab.api("GET", "/license", auth=False)[1]
         return isinstance(body, dict) and body.get("reason") == "revoked_issuer"
