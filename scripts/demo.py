@@ -121,7 +121,7 @@ def main():
         os.chmod(rotated_blob, 0o600)
         rotation = dict(key_rotation_target="license_issuer", key_rotation_reason="compromise",
                         key_rotation_compromised_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600)),
-                        key_rotation_new_issuer_public_key=new_key["public_key"],
+                        key_rotation_new_issuer_public_key=new_key["public_key_hex"],
                         key_rotation_license_blob_file=str(rotated_blob),
                         key_rotation_revoke_issuer_key_id=old_key["key_id"])
         print("  without a change reference and the confirmation, the gate stops it:")
