@@ -20,7 +20,7 @@ import lane  # noqa: E402
 @pytest.fixture(scope="session")
 def pg_admin_dsn(tmp_path_factory):
     """DSN of a server the tests may create databases on."""
-    env = os.environ.get("ALEX_TEST_DSN")
+    env = labpg.test_admin_dsn()  # ALEX_TEST_DSN, with sslmode=prefer stated when it names none
     if env:
         yield env
         return

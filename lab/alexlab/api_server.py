@@ -6,6 +6,7 @@ Deployment's env and the Secrets it references, at container start):
     ALEX_HTTP_ADDR                  127.0.0.1:<port> (the container port 8080 of the Service)
     ALEX_DATABASE_DSN               Secret <release>, key database-dsn
     ALEX_AUDIT_HMAC_KEY             Secret <release>, key audit-hmac-key (bytes as stored)
+    ALEX_AUDIT_HMAC_KEYRING         Secret <release>, key audit-hmac-keyring (optional; the key epochs' keyring)
     ALEX_ADMIN_TOKEN                Secret <release>, key admin-token
     ALEX_LICENSE_BLOB               Secret <release>-license, key license.blob (optional)
     ALEX_LICENSE_ISSUER_PUBLIC_KEY  the issuer's public key (PEM), trusted when there is no issuer set
@@ -13,9 +14,13 @@ Deployment's env and the Secrets it references, at container start):
                                     issuer set, which replaces the single key when present
     ALEX_ORCHESTRATOR_SOCKET        /run/alexandria/orchestrator.sock (relative to the pod directory)
     ALEX_ORCHESTRATOR_DEADLINE      seconds, default 2
+    ALEX_TLS_CERT_FILE              with ALEX_TLS_KEY_FILE: serve HTTPS with this certificate (alexlab up --api-tls)
+    ALEX_TLS_KEY_FILE               its private key
 
 The license and the issuer set are read once, at start: a new blob or a changed set in the Secrets needs a
-restart (rollout restart).
+restart (rollout restart). So is the audit keyring: at start, before verifying, the API writes a rotation
+record for every tenant whose chain is not yet on the keyring's active key (and logs "audit key rotated" for
+each).
 """
 import datetime
 import hmac
@@ -23,6 +28,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -38,6 +44,7 @@ from alexlab import api_store
 from alexlab.api_store import ChainBroken, Exists, NotFound, QuotaExceeded
 from alexlab.common import SOCKET_PATH, log_line
 from alexlab.shared import audit_chain as ac
+from alexlab.shared import audit_keyring as akr
 from alexlab.shared import license_codec as lc
 from alexlab.shared import license_issuers as li
 
@@ -108,6 +115,8 @@ class App:
     def __init__(self, env):
         self.dsn = env.get("ALEX_DATABASE_DSN", "")
         self.hmac_key = os.environb.get(b"ALEX_AUDIT_HMAC_KEY", b"")
+        self.keyring = self.load_keyring(os.environb.get(b"ALEX_AUDIT_HMAC_KEYRING"))
+        self.rotated = False
         self.admin_token = env.get("ALEX_ADMIN_TOKEN", "")
         self.socket_path = env.get("ALEX_ORCHESTRATOR_SOCKET", SOCKET_PATH)
         self.deadline = float(env.get("ALEX_ORCHESTRATOR_DEADLINE", "2"))
@@ -116,6 +125,27 @@ class App:
         self.db = api_store.Db(self.dsn)
         self.anchors_seen = set()
         self.verify_lock = threading.Lock()
+
+    def load_keyring(self, text):
+        """The keyring of the Secret, or the single key of audit-hmac-key (never logs a key)."""
+        if text:
+            try:
+                return akr.parse_keyring(text, self.hmac_key)
+            except akr.KeyringError as exc:
+                log("error", "audit keyring invalid: %s; writing with audit-hmac-key alone" % exc)
+        return akr.Keyring.single(self.hmac_key)
+
+    def rotate_at_start(self):
+        """Move every tenant to the active key's epoch (a rotation record each, under the writers' lock)."""
+        for record in self.db.rotate_all(self.keyring):
+            self.log_rotation(record)
+        self.rotated = True
+
+    @staticmethod
+    def log_rotation(record):
+        log("info", "audit key rotated: tenant=%s first_seq=%d old_key=%s new_key=%s reason=%s" % (
+            api_store.tenant_words(record["tenant_id"]), record["first_seq"], record["old_key_id"],
+            record["new_key_id"], record["reason"]))
 
     # -- checks --------------------------------------------------------------------------
 
@@ -204,7 +234,7 @@ class App:
         """Verify every tenant and log what the runbook's pre-check looks for; returns the report."""
         with self.verify_lock:
             started = time.monotonic()
-            results, anchors, invalid = self.db.verify_all(self.hmac_key)
+            results, anchors, invalid = self.db.verify_all(self.keyring)
             for anchor in sorted(anchors, key=api_store.anchor_key):
                 if api_store.anchor_key(anchor) not in self.anchors_seen:
                     self.anchors_seen.add(api_store.anchor_key(anchor))
@@ -238,6 +268,8 @@ class App:
     def verify_at_start(self):
         for _attempt in range(60):
             try:
+                if not self.rotated:
+                    self.rotate_at_start()
                 self.verify("startup")
                 return
             except psycopg2.Error as exc:
@@ -249,8 +281,8 @@ class App:
         if not isinstance(actor, str) or not isinstance(action, str):
             raise BadRequest("actor and action must be strings")
         try:
-            seq, digest, resumed = self.db.audit_write(self.hmac_key, tenant_id, actor, action,
-                                                       api_store.payload_json(body.get("payload", {})))
+            seq, digest, resumed, rotated = self.db.audit_write(self.keyring, tenant_id, actor, action,
+                                                                api_store.payload_json(body.get("payload", {})))
         except ChainBroken as exc:
             log("error", "audit chain broken: tenant=%s seq=%d-%d kind=%s: write refused" % (
                 api_store.tenant_words(exc.tenant_id), exc.seq, exc.seq, exc.kind))
@@ -258,6 +290,8 @@ class App:
                 log("error", "HMAC mismatch: tenant=%s seq=%d-%d rows=1" % (
                     api_store.tenant_words(exc.tenant_id), exc.seq, exc.seq))
             return 409, {"error": "audit chain broken", "tenant_id": exc.tenant_id, "seq": exc.seq}
+        if rotated:
+            self.log_rotation(rotated)
         if resumed:
             log("info", "audit chain anchor reset: tenant=%s resume_seq=%d: writes resume" % (
                 api_store.tenant_words(tenant_id), resumed))
@@ -438,6 +472,36 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
 
+class TLSServer(ThreadingHTTPServer):
+    """HTTPS; the handshake happens in the connection's own thread (on its first read), not in accept()."""
+
+    context = None
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def handle_error(self, request, client_address):
+        # A client that refuses the certificate (or speaks plain HTTP) is one log line, not a traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError)):
+            log("warning", "TLS connection from %s:%s failed: %s" % (client_address[0], client_address[1], exc))
+            return
+        super().handle_error(request, client_address)
+
+
+def make_server(host, port, env):
+    """The HTTP server, or the HTTPS one when ALEX_TLS_CERT_FILE and ALEX_TLS_KEY_FILE are set."""
+    cert, key = env.get("ALEX_TLS_CERT_FILE"), env.get("ALEX_TLS_KEY_FILE")
+    if not (cert and key):
+        return ThreadingHTTPServer((host, port), Handler), "http"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = TLSServer((host, port), Handler)
+    server.context = context
+    return server, "https"
+
+
 def main():
     env = os.environ
     app = App(env)
@@ -453,7 +517,7 @@ def main():
     Handler.app = app
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer((host, int(port)), Handler)
+    server, scheme = make_server(host, int(port), env)
 
     def on_term(_signum, _frame):
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -461,7 +525,7 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     threading.Thread(target=app.verify_at_start, daemon=True).start()
-    log("info", "listening on http://%s:%s" % (host, port))
+    log("info", "listening on %s://%s:%s" % (scheme, host, port))
     server.serve_forever(poll_interval=0.2)
     log("info", "alexandria api stopped")
     return 0

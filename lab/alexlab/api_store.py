@@ -14,10 +14,12 @@ import threading
 import psycopg2
 
 from alexlab.shared import audit_chain as ac
+from alexlab.shared import audit_keyring as akr
 
 SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c statement_timeout=15000"
 QUOTA_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('alexandria.quota', 0))"
 AUDIT_COLUMNS = "tenant_id, seq, occurred_at, actor, action, payload, prev_hmac, row_hmac"
+ROTATION_COLUMNS = akr.ROTATION_COLUMNS
 ANCHOR_COLUMNS = ("tenant_id", "resume_seq", "resume_prev_hmac", "retired_first_seq", "retired_last_seq",
                   "retired_rows", "retired_sha256", "capture_sha256", "backup_sha256", "signoff", "reason",
                   "anchor_hmac")
@@ -207,33 +209,86 @@ class Db:
             cur.execute(query + " WHERE tenant_id = %s", (tenant_id,))
         return [dict(zip(ANCHOR_COLUMNS, row)) for row in cur.fetchall()]
 
-    def audit_write(self, key, tenant_id, actor, action, payload_json):
-        """Append one row under the tenant's writer lock; returns (seq, row_hmac, anchor resume seq or None)."""
-        hasher = ac.ChainHasher(key)
+    @staticmethod
+    def _rotations(cur, tenant_id):
+        cur.execute("SELECT " + ", ".join(ROTATION_COLUMNS) + " FROM audit_key_rotations WHERE tenant_id = %s",
+                    (tenant_id,))
+        return {tenant_id: [dict(zip(ROTATION_COLUMNS, row)) for row in cur.fetchall()]}
+
+    @staticmethod
+    def _next(cur, tenant_id, keys, anchors, check_tip):
+        """(next seq, its prev_hmac, anchor resume seq or None) per the contract's writer rules, lock held."""
+        cur.execute(
+            "SELECT (SELECT max(seq) FROM audit_logs WHERE tenant_id = %(t)s),"
+            " (SELECT max(seq) FROM audit_quarantine WHERE tenant_id = %(t)s),"
+            " (SELECT max(retired_last_seq) FROM audit_chain_anchors WHERE tenant_id = %(t)s)", {"t": tenant_id})
+        last_seq, quarantined, retired = cur.fetchone()
+        tip = None
+        if last_seq is not None:
+            tip = Db._check_tip(cur, keys, tenant_id, anchors, check_tip)
+        next_seq = max(last_seq or 0, quarantined or 0, retired or 0) + 1
+        if tip is not None and tip[0] == next_seq - 1:
+            return next_seq, tip[1], None
+        if next_seq in anchors:
+            return next_seq, anchors[next_seq]["resume_prev_hmac"], next_seq
+        return next_seq, ac.GENESIS, None
+
+    def _rotate_locked(self, cur, keyring, tenant_id, keys):
+        """Write the tenant's rotation record when its current epoch is not the active key's (lock held).
+
+        The record commits to the seq and prev_hmac the next row gets, so no row can fall between two epochs.
+        Returns the record written, or None.
+        """
+        current = keys.tenant(tenant_id).epochs[-1]
+        if current.key_id == keyring.active_id:
+            return None
+        anchors = ac.check_anchors(keys, self._anchors(cur, tenant_id))[0].get(tenant_id, {})
+        next_seq, prev, _resumed = self._next(cur, tenant_id, keys, anchors, check_tip=False)
+        old = keyring.keys.get(current.key_id) or {}
+        reason = "planned" if old.get("status") == "retired" and old.get("reason") != "compromise" else "compromise"
+        cur.execute("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+        record = {"tenant_id": tenant_id, "first_seq": next_seq, "old_key_id": current.key_id,
+                  "new_key_id": keyring.active_id, "reason": reason, "old_last_seq": next_seq - 1,
+                  "old_last_row_hmac": prev, "rotated_at": cur.fetchone()[0]}
+        record = akr.sign_rotation(record, keyring.key(keyring.active_id), old.get("key"))
+        cur.execute("INSERT INTO audit_key_rotations (" + ", ".join(ROTATION_COLUMNS) + ") VALUES (" +
+                    ", ".join(["%s"] * len(ROTATION_COLUMNS)) + ")", tuple(record[c] for c in ROTATION_COLUMNS))
+        return record
+
+    def rotate_all(self, keyring):
+        """At start: a rotation record for every tenant (with rows, or in the tenants table) not yet on the active key."""
+        with self.conn() as conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM tenants UNION SELECT DISTINCT tenant_id FROM audit_logs")
+            tenants = sorted(row[0] for row in cur.fetchall())
+            conn.rollback()
+        written = []
+        for tenant_id in tenants:
+            with self.conn() as conn, conn.cursor() as cur:
+                cur.execute(ac.TENANT_LOCK_SQL, (tenant_id,))
+                keys = akr.EpochKeys(keyring, self._rotations(cur, tenant_id))
+                record = self._rotate_locked(cur, keyring, tenant_id, keys)
+                conn.commit()
+            if record:
+                written.append(record)
+        return written
+
+    def audit_write(self, keyring, tenant_id, actor, action, payload_json):
+        """Append one row under the tenant's writer lock, with the keyring's active key.
+
+        Returns (seq, row_hmac, anchor resume seq or None, rotation record written or None).
+        """
+        hasher = ac.ChainHasher(keyring.key(keyring.active_id))
         with self.conn() as conn, conn.cursor() as cur:
             cur.execute(ac.TENANT_LOCK_SQL, (tenant_id,))
             cur.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,))
             if cur.fetchone() is None:
                 raise NotFound()
-            cur.execute(
-                "SELECT (SELECT max(seq) FROM audit_logs WHERE tenant_id = %(t)s),"
-                " (SELECT max(seq) FROM audit_quarantine WHERE tenant_id = %(t)s),"
-                " (SELECT max(retired_last_seq) FROM audit_chain_anchors WHERE tenant_id = %(t)s)", {"t": tenant_id})
-            last_seq, quarantined, retired = cur.fetchone()
-            valid_anchors, _invalid = ac.check_anchors(key, self._anchors(cur, tenant_id))
-            anchors = valid_anchors.get(tenant_id, {})
-            tip = None
-            if last_seq is not None:
-                tip = self._check_tip(cur, hasher, tenant_id, anchors)
-            next_seq = max(last_seq or 0, quarantined or 0, retired or 0) + 1
-            resumed = None
-            if tip is not None and tip[0] == next_seq - 1:
-                prev = tip[1]
-            elif next_seq in anchors:
-                prev = anchors[next_seq]["resume_prev_hmac"]
-                resumed = next_seq
-            else:
-                prev = ac.GENESIS
+            keys = akr.EpochKeys(keyring, self._rotations(cur, tenant_id))
+            rotated = self._rotate_locked(cur, keyring, tenant_id, keys)
+            if rotated:
+                keys = akr.EpochKeys(keyring, self._rotations(cur, tenant_id))
+            anchors = ac.check_anchors(keys, self._anchors(cur, tenant_id))[0].get(tenant_id, {})
+            next_seq, prev, resumed = self._next(cur, tenant_id, keys, anchors, check_tip=True)
             cur.execute("SELECT %s::jsonb::text, clock_timestamp()::text", (payload_json,))
             payload_text, occurred_text = cur.fetchone()
             message = ac.row_message(tenant_id, next_seq, occurred_text, actor, action, payload_text, prev)
@@ -243,20 +298,29 @@ class Db:
                         (tenant_id, next_seq, occurred_text, actor, action, payload_text, prev, digest))
             cur.execute("UPDATE tenants SET last_active_at = now() WHERE id = %s", (tenant_id,))
             conn.commit()
-        return next_seq, digest, resumed
+        return next_seq, digest, resumed, rotated
 
     @staticmethod
     def _copy(cur, query, params, sink):
         cur.copy_expert(cur.mogrify(query, params).decode("utf-8"), sink)
 
-    def _check_tip(self, cur, hasher, tenant_id, anchors):
-        """Verify the last row's HMAC and its link; returns (seq, row_hmac) or raises ChainBroken."""
+    @staticmethod
+    def _check_tip(cur, keys, tenant_id, anchors, check=True):
+        """Verify the last row's HMAC (with its epoch's key) and its link; returns (seq, row_hmac) or raises ChainBroken.
+
+        check=False only reads the tip (a rotation record commits to what is there, verified or not).
+        """
         buf = io.BytesIO()
-        self._copy(cur, "COPY (SELECT " + AUDIT_COLUMNS + " FROM audit_logs WHERE tenant_id = %s "
-                   "ORDER BY seq DESC LIMIT 2) TO STDOUT", (tenant_id,), buf)
+        Db._copy(cur, "COPY (SELECT " + AUDIT_COLUMNS + " FROM audit_logs WHERE tenant_id = %s "
+                 "ORDER BY seq DESC LIMIT 2) TO STDOUT", (tenant_id,), buf)
         lines = buf.getvalue().splitlines()
         _t, seq, message, prev, stored = ac.split_copy_line(lines[0])
-        if not hmac.compare_digest(hasher.hexdigest(message).encode("ascii"), stored):
+        if not check:
+            return seq, stored.decode("ascii")
+        key = keys.key_for(tenant_id, seq)
+        if key is None:
+            raise ChainBroken(tenant_id, seq, akr.KIND_UNKNOWN_KEY)
+        if not hmac.compare_digest(ac.ChainHasher(key).hexdigest(message).encode("ascii"), stored):
             raise ChainBroken(tenant_id, seq, ac.KIND_HMAC)
         expected = None
         if seq == 1:
@@ -269,13 +333,20 @@ class Db:
             raise ChainBroken(tenant_id, seq, ac.KIND_LINK)
         return seq, stored.decode("ascii")
 
-    def verify_all(self, key):
-        """Verify every tenant from PostgreSQL's COPY text, streamed (no table held in memory).
+    def verify_all(self, keyring):
+        """Verify every tenant from PostgreSQL's COPY text, streamed (no table held in memory), each key epoch
+        with its own key.
 
         Returns (results {tenant: result}, valid anchors [dict], invalid anchors [dict]).
         """
         with self.conn() as conn, conn.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("SET LOCAL statement_timeout = 0")
+            cur.execute("SELECT " + ", ".join(ROTATION_COLUMNS) + " FROM audit_key_rotations")
+            records = {}
+            for row in cur.fetchall():
+                records.setdefault(row[0], []).append(dict(zip(ROTATION_COLUMNS, row)))
+            key = akr.EpochKeys(keyring, records)
             valid, invalid = ac.check_anchors(key, self._anchors(cur))
             read_fd, write_fd = os.pipe()
             failure = []

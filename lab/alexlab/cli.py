@@ -211,7 +211,10 @@ def start_supervisor(layout, args, ports, keys, blob, dsn, pg_ident, mode):
     k8s_url = "https://127.0.0.1:%d" % ports["k8s_port"]
     info = {
         "version": 1, "dir": layout.dir, "status": "starting", "started_at": rfc3339(),
-        "api_url": "http://127.0.0.1:%d" % ports["api_port"], "k8s_url": k8s_url, "kubeconfig": layout.kubeconfig,
+        "api_url": "%s://127.0.0.1:%d" % ("https" if args.api_tls else "http", ports["api_port"]), "k8s_url": k8s_url,
+        "kubeconfig": layout.kubeconfig,
+        # --api-tls: the API's certificate is signed by the facade's CA; api_ca is what a client verifies it with.
+        "api_tls": args.api_tls, "api_ca": pki.ensure(layout)[0] if args.api_tls else None,
         "k8s_ca": pki.ensure(layout)[0],
         "namespace": args.namespace, "release": RELEASE, "dsn": dsn, "dsn_mode": mode,
         "admin_token": keys["admin_token"], "k8s_token": keys["k8s_token"], "hmac_key": keys["hmac_key"],
@@ -320,7 +323,8 @@ def cmd_issuer_key(args):
 
 def inventory_host_vars(info):
     """The alex_* host variables the scenario playbooks read, for one lab deployment."""
-    return {
+    tls = {"alex_api_ca_path": info["api_ca"]} if info.get("api_tls") else {}
+    return dict(tls, **{
         "ansible_connection": "local",
         "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         "alex_base_url": info["api_url"],
@@ -335,7 +339,7 @@ def inventory_host_vars(info):
         "alex_checkpoint_secret": info.get("checkpoint_secret"),
         "alex_checkpoint_namespace": info.get("checkpoint_namespace"),
         "alex_checkpoint_key": info.get("checkpoint_key"),
-    }
+    })
 
 
 def cmd_inventory(args):
@@ -373,6 +377,8 @@ def build_parser():
     up.add_argument("--rbac", default="none", choices=("none",) + RBAC_ROLES,
                     help="the kubeconfig's identity: none (no RBAC, default), or the ServiceAccount bound to Role "
                          "alexandria-ee-observer / alexandria-ee-responder of extensions/rbac/, enforced")
+    up.add_argument("--api-tls", action="store_true",
+                    help="serve the API over HTTPS with a certificate of the lab's CA (DIR/pki/ca.crt, lab.json api_ca)")
     sub("down", cmd_down, "stop everything the lab started, by pid")
     inv = sub("inventory", cmd_inventory, "print an Ansible inventory (JSON, valid YAML) for this lab deployment")
     inv.add_argument("--host", default="alexandria-lab", help="inventory host name (default alexandria-lab)")

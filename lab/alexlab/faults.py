@@ -14,7 +14,9 @@ from alexlab.labclient import LabClient
 from alexlab.shared import audit_chain as ac
 
 FAULTS = ("orchestrator-crash", "orchestrator-hang", "oom", "license-corrupt", "license-missing", "license-expired",
-          "seats-exhausted", "tenants-exhausted", "audit-tamper", "audit-delete", "audit-key-mismatch", "rbac-deny")
+          "seats-exhausted", "tenants-exhausted", "audit-tamper", "audit-delete", "audit-key-mismatch", "rbac-deny",
+          "forge-compromised-key")
+FORGED_ROWS = 3
 LICENSE_FAULTS = ("license-corrupt", "license-missing", "license-expired")
 PROCESS_AND_SECRET_FAULTS = ("orchestrator-crash", "orchestrator-hang", "oom", "rbac-deny", "audit-key-mismatch") + \
     LICENSE_FAULTS
@@ -250,6 +252,53 @@ def break_key(client, args, name):
     return (lambda: True), "the Secret's audit-hmac-key is not the key the rows were written with (API restarted)"
 
 
+def break_forge(client, args, name):
+    """The attacker who stole a key: rows signed with a compromised key appended after the rotation point.
+
+    Written straight into the database (not through the API), linked to the tenant's tip so that only the key
+    gives them away: each is in the new key's epoch, so the verifier finds them as hmac_mismatch.
+    """
+    from alexlab import seed  # the keyring reader; seed imports nothing from here
+    keyring = seed.lab_keyring(client)
+    stolen = sorted((entry.get("compromised_at") or "", kid) for kid, entry in keyring.keys.items()
+                    if entry["status"] == "compromised")
+    if not stolen:
+        raise LabError("%s needs a compromised key in the keyring: rotate the audit key with reason compromise first"
+                       % name)
+    key = keyring.key(stolen[-1][1])
+    conn = client.connect()
+    try:
+        with conn.cursor() as cur:
+            tenant = args.tenant
+            if tenant is None:
+                cur.execute('SELECT tenant_id FROM audit_key_rotations ORDER BY tenant_id COLLATE "C" LIMIT 1')
+                row = cur.fetchone()
+                if row is None:
+                    raise LabError("%s: no tenant has a rotation record yet (restart the API after the rotation)" % name)
+                tenant = row[0]
+            cur.execute(ac.TENANT_LOCK_SQL, (tenant,))
+            start, prev = seed.chain_tip(cur, key, tenant)
+            cur.execute("SELECT clock_timestamp()")
+            now = cur.fetchone()[0]
+            rows = [{"occurred_at": now, "actor": "intruder", "action": "audit.forged", "payload": {"n": i}}
+                    for i in range(FORGED_ROWS)]
+            for row in ac.build_chain(key, tenant, rows, start_seq=start, prev_hmac=prev):
+                cur.execute("INSERT INTO audit_logs (" + COLUMNS + ") VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s)",
+                            (tenant, row["seq"], ac.format_timestamptz(now), row["actor"], row["action"],
+                             ac.jsonb_text(row["payload"]), row["prev_hmac"], row["row_hmac"]))
+        conn.commit()
+    finally:
+        conn.close()
+    record = read_json(_path(client.layout, name)) or {"entries": []}
+    record["entries"].append({"tenant": tenant, "first": start, "last": start + FORGED_ROWS - 1,
+                              "key_id": stolen[-1][1]})
+    _record(client.layout, name, record)
+    if not args.no_verify:
+        _verify(client)
+    return (lambda: True), "tenant %r seq %d-%d forged with compromised key %s" % (
+        tenant, start, start + FORGED_ROWS - 1, stolen[-1][1])
+
+
 def _restart_and_wait_verified(client, timeout):
     old = (client.pod() or {}).get("metadata", {}).get("name")
     client.rollout_restart()
@@ -269,13 +318,16 @@ def break_rbac(client, args, name):
 BREAKERS = {"orchestrator-crash": break_orchestrator, "orchestrator-hang": break_orchestrator, "oom": break_oom,
             "license-corrupt": break_license, "license-missing": break_license, "license-expired": break_license,
             "seats-exhausted": break_quota, "tenants-exhausted": break_quota, "audit-tamper": break_audit,
-            "audit-delete": break_audit, "audit-key-mismatch": break_key, "rbac-deny": break_rbac}
+            "audit-delete": break_audit, "audit-key-mismatch": break_key, "rbac-deny": break_rbac,
+            "forge-compromised-key": break_forge}
 
 
 def cmd_break(args):
     client = LabClient(args.dir)
-    if args.fault not in ("audit-tamper", "audit-delete") and (args.tenant or args.seq):
-        raise LabError("--tenant and --seq only apply to audit-tamper and audit-delete")
+    if args.fault not in ("audit-tamper", "audit-delete") and args.seq:
+        raise LabError("--seq only applies to audit-tamper and audit-delete")
+    if args.fault not in ("audit-tamper", "audit-delete", "forge-compromised-key") and args.tenant:
+        raise LabError("--tenant only applies to audit-tamper, audit-delete and forge-compromised-key")
     symptom, words = BREAKERS[args.fault](client, args, args.fault)
     if not args.no_wait:
         client.wait_for("the symptom of %s" % args.fault, symptom, args.timeout)
@@ -352,6 +404,19 @@ def heal_one(client, name, record, wait, timeout):
             client.rollout_restart()
     elif name == "rbac-deny":
         _forget(layout, name)
+    elif name == "forge-compromised-key":
+        conn = client.connect()
+        try:
+            with conn.cursor() as cur:
+                for entry in record["entries"]:
+                    cur.execute(ac.TENANT_LOCK_SQL, (entry["tenant"],))
+                    cur.execute("DELETE FROM audit_logs WHERE tenant_id = %s AND seq BETWEEN %s AND %s",
+                                (entry["tenant"], entry["first"], entry["last"]))
+            conn.commit()
+        finally:
+            conn.close()
+        _forget(layout, name)
+        _verify(client)
 
 
 def cmd_heal(args):

@@ -47,7 +47,8 @@ def service_obj(namespace, release):
             "status": {"loadBalancer": {}}}
 
 
-def deployment_obj(namespace, release, api_addr, issuer_pem):
+def deployment_obj(namespace, release, api_addr, issuer_pem, tls_files=None):
+    """The release's Deployment; tls_files (certificate, key): the API serves HTTPS (alexlab up --api-tls)."""
     def secret_env(name, secret, key, optional=False):
         ref = {"name": secret, "key": key}
         if optional:
@@ -55,19 +56,24 @@ def deployment_obj(namespace, release, api_addr, issuer_pem):
         return {"name": name, "valueFrom": {"secretKeyRef": ref}}
 
     mount = [{"name": "run", "mountPath": "/run/alexandria"}]
+    tls_env, probe = [], {"path": "/ready", "port": 8080}
+    if tls_files:
+        tls_env = [{"name": "ALEX_TLS_CERT_FILE", "value": tls_files[0]}, {"name": "ALEX_TLS_KEY_FILE", "value": tls_files[1]}]
+        probe["scheme"] = "HTTPS"
     containers = [
         {"name": "api", "image": "alexandria/api:lab", "imagePullPolicy": "IfNotPresent",
          "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
          "env": [secret_env("ALEX_DATABASE_DSN", release, "database-dsn"),
                  secret_env("ALEX_AUDIT_HMAC_KEY", release, "audit-hmac-key"),
+                 secret_env("ALEX_AUDIT_HMAC_KEYRING", release, "audit-hmac-keyring", optional=True),
                  secret_env("ALEX_ADMIN_TOKEN", release, "admin-token"),
                  secret_env("ALEX_LICENSE_BLOB", release + "-license", "license.blob", optional=True),
                  {"name": "ALEX_LICENSE_ISSUER_PUBLIC_KEY", "value": issuer_pem},
                  # The trusted issuer set (docs/contract.md section 3); when present it replaces the single key.
                  secret_env("ALEX_LICENSE_ISSUERS", release + "-license-issuers", "issuers.json", optional=True),
                  {"name": "ALEX_ORCHESTRATOR_SOCKET", "value": SOCKET_PATH},
-                 {"name": "ALEX_HTTP_ADDR", "value": api_addr}],
-         "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 2,
+                 {"name": "ALEX_HTTP_ADDR", "value": api_addr}] + tls_env,
+         "readinessProbe": {"httpGet": probe, "periodSeconds": 2,
                             "timeoutSeconds": 3, "failureThreshold": 1},
          "resources": {"limits": {"memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
          "volumeMounts": copy.deepcopy(mount)},

@@ -35,6 +35,16 @@ def stop_embedded(datadir):
     return True
 
 
+def test_admin_dsn(environ=None):
+    """ALEX_TEST_DSN, or None. The collection verifies the server's certificate unless an sslmode is named
+    (plugins/module_utils/pg.py); the suite tests the collection, not the server's TLS, so a DSN that names none
+    gets libpq's own default, sslmode=prefer, stated. Name sslmode in ALEX_TEST_DSN to test with another."""
+    dsn = (os.environ if environ is None else environ).get("ALEX_TEST_DSN")
+    if not dsn or "sslmode" in psycopg2.extensions.parse_dsn(dsn):
+        return dsn or None
+    return psycopg2.extensions.make_dsn(dsn, sslmode="prefer")
+
+
 def dsn_for_database(dsn, dbname):
     """The same server, another database (works for URIs and key=value DSNs)."""
     params = psycopg2.extensions.parse_dsn(dsn)

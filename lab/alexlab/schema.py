@@ -41,15 +41,28 @@ CREATE TABLE IF NOT EXISTS {schema}.{quarantine} (
     retired_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, seq)
 );
+CREATE TABLE IF NOT EXISTS {schema}.{rotations} (
+    tenant_id         text   NOT NULL,
+    first_seq         bigint NOT NULL CHECK (first_seq >= 1),
+    old_key_id        text   NOT NULL,
+    new_key_id        text   NOT NULL,
+    reason            text   NOT NULL,
+    old_last_seq      bigint NOT NULL,
+    old_last_row_hmac text   NOT NULL,
+    rotated_at        text   NOT NULL,
+    old_key_hmac      text   NOT NULL,
+    new_key_hmac      text   NOT NULL,
+    PRIMARY KEY (tenant_id, new_key_id)
+);
 """
 
 
 def create_audit_tables(conn, schema="public", table="audit_logs", anchors="audit_chain_anchors",
-                        quarantine="audit_quarantine"):
-    """Create the three audit tables (idempotent) in one transaction."""
+                        quarantine="audit_quarantine", rotations="audit_key_rotations"):
+    """Create the four audit tables (idempotent) in one transaction."""
     statement = sql.SQL(_AUDIT).format(
         schema=sql.Identifier(schema), table=sql.Identifier(table),
-        anchors=sql.Identifier(anchors), quarantine=sql.Identifier(quarantine))
+        anchors=sql.Identifier(anchors), quarantine=sql.Identifier(quarantine), rotations=sql.Identifier(rotations))
     with conn.cursor() as cur:
         if schema != "public":
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))

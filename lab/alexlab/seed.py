@@ -10,6 +10,7 @@ import time
 from alexlab.common import LabError
 from alexlab.labclient import LabClient
 from alexlab.shared import audit_chain as ac
+from alexlab.shared import audit_keyring as akr
 
 ACTIONS = ("doc.read", "doc.write", "user.login", "user.logout", "policy.update")
 
@@ -96,7 +97,25 @@ def chain_tip(cur, key, tenant_id):
     return next_seq, ac.GENESIS
 
 
-def seed_tenant(client, key, tenant_id, rows):
+def epoch_key(cur, keyring, tenant_id):
+    """The key of the tenant's current key epoch (its last rotation record's, or the genesis key)."""
+    cur.execute("SELECT " + ", ".join(akr.ROTATION_COLUMNS) + " FROM audit_key_rotations WHERE tenant_id = %s",
+                (tenant_id,))
+    records = {tenant_id: [dict(zip(akr.ROTATION_COLUMNS, row)) for row in cur.fetchall()]}
+    epoch = akr.EpochKeys(keyring, records).tenant(tenant_id).epochs[-1]
+    if epoch.key is None:
+        raise LabError("tenant %r is in the epoch of key %s, which is not in the keyring" % (tenant_id, epoch.key_id))
+    return epoch.key
+
+
+def lab_keyring(client):
+    """The keyring of the main Secret (or the single key audit-hmac-key)."""
+    genesis = client.secret_value(client.release, "audit-hmac-key") or client.info["hmac_key"].encode("utf-8")
+    text = client.secret_value(client.release, "audit-hmac-keyring")
+    return akr.parse_keyring(text, genesis) if text else akr.Keyring.single(genesis)
+
+
+def seed_tenant(client, keyring, tenant_id, rows):
     conn = client.connect()
     try:
         with conn.cursor() as cur:
@@ -104,6 +123,7 @@ def seed_tenant(client, key, tenant_id, rows):
             cur.execute(ac.TENANT_LOCK_SQL, (tenant_id,))
             cur.execute("INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
                         (tenant_id, "seeded tenant %s" % tenant_id))
+            key = epoch_key(cur, keyring, tenant_id)
             start, prev = chain_tip(cur, key, tenant_id)
             source = ChainSource(key, tenant_id, start, prev, rows, int(time.time()) - rows - start - 60)
             cur.copy_expert("COPY audit_logs (tenant_id, seq, occurred_at, actor, action, payload, prev_hmac, row_hmac) "
@@ -118,7 +138,7 @@ def cmd_seed_audit(args):
     if args.tenants < 1 or args.rows < 1 or args.workers < 1:
         raise LabError("--tenants, --rows and --workers must be at least 1")
     client = LabClient(args.dir)
-    key = client.secret_value(client.release, "audit-hmac-key") or client.info["hmac_key"].encode("utf-8")
+    key = lab_keyring(client)
     tenants = ["%s-%03d" % (args.prefix, i) for i in range(1, args.tenants + 1)]
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(args.workers, len(tenants))) as pool:

@@ -9,7 +9,8 @@ import sys
 import types
 
 try:
-    from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain, license_codec, license_issuers
+    from ansible_collections.alexandria.ee.plugins.module_utils import (audit_chain, audit_keyring, license_codec,
+                                                                        license_issuers)
 except ImportError:  # pragma: no cover - only outside the venv
     _base = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                          "plugins", "module_utils")
@@ -30,5 +31,6 @@ except ImportError:  # pragma: no cover - only outside the venv
     sys.modules[_package + ".license_codec"] = license_codec
     sys.modules[_package].license_codec = license_codec
     license_issuers = _load("license_issuers")
+    audit_keyring = None  # imports the collection's audit_chain by its full name: the venv is needed
 
-__all__ = ["audit_chain", "license_codec", "license_issuers"]
+__all__ = ["audit_chain", "audit_keyring", "license_codec", "license_issuers"]

@@ -15,6 +15,7 @@ import ctypes
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -36,6 +37,8 @@ BACKOFF = (0, 1, 2, 4, 5)
 RESET_AFTER = 10.0
 MODULES = {"api": "alexlab.api_server", "orchestrator": "alexlab.orchestrator"}
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+NO_PROXY_TLS = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                           urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
 LAB_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -107,7 +110,8 @@ class Supervisor:
         put("secrets", kobjects.secret_obj(ns, rel + "-license", {"license.blob": info["license_blob"]},
                                            kobjects.labels_for(rel)))
         put("services", kobjects.service_obj(ns, rel))
-        put("deployments", kobjects.deployment_obj(ns, rel, "127.0.0.1:%d" % info["api_port"], info["issuer_public_key"]))
+        put("deployments", kobjects.deployment_obj(ns, rel, "127.0.0.1:%d" % info["api_port"], info["issuer_public_key"],
+                                                   pki.api_pair(self.layout) if info.get("api_tls") else None))
 
     def event(self, obj, reason, message, kind="Normal", component="kubelet", field_path=None):
         ref = kobjects.involved(obj, field_path)
@@ -371,14 +375,17 @@ class Supervisor:
 
     def probe_http(self):
         """(ready, failure message, whether the server answered at all)."""
-        url = "http://127.0.0.1:%d/ready" % self.info["api_port"]
+        scheme = "https" if self.info.get("api_tls") else "http"
+        url = "%s://127.0.0.1:%d/ready" % (scheme, self.info["api_port"])
         try:
-            with NO_PROXY.open(url, timeout=3) as resp:
+            # An HTTPS probe checks no certificate, as the kubelet's does not.
+            opener = NO_PROXY_TLS if scheme == "https" else NO_PROXY
+            with opener.open(url, timeout=3) as resp:
                 return resp.status == 200, None, True
         except urllib.error.HTTPError as exc:
             return False, "HTTP probe failed with statuscode: %d" % exc.code, True
         except (OSError, ValueError) as exc:
-            return False, 'Get "http://127.0.0.1:8080/ready": %s' % getattr(exc, "reason", exc), False
+            return False, 'Get "%s://127.0.0.1:8080/ready": %s' % (scheme, getattr(exc, "reason", exc)), False
 
     @staticmethod
     def probe_grpc(pod):

@@ -33,7 +33,7 @@ class LabHandle:
     @classmethod
     def up(cls, directory, *extra, timeout=180):
         """Start a lab; with ALEX_TEST_DSN set, on a fresh database of that server."""
-        admin_dsn = os.environ.get("ALEX_TEST_DSN")
+        admin_dsn = pg.test_admin_dsn()
         dsn = pg.create_database(admin_dsn, prefix="lab") if admin_dsn else None
         handle = cls(directory, admin_dsn, dsn)
         args = ["up"] + list(extra) + (["--dsn", dsn] if dsn else [])

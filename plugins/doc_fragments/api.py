@@ -27,7 +27,8 @@ options:
     default: true
   ca_path:
     description:
-      - CA bundle to verify the API's TLS certificate with.
+      - CA bundle (a file, or a directory of CA certificates) to verify the API's TLS certificate with, instead of
+        the bundled public CAs. A certificate that fails the check fails the module at once, naming this option.
     type: path
   timeout:
     description:
@@ -63,7 +64,8 @@ options:
     type: str
   ca_path:
     description:
-      - CA bundle to verify the API's TLS certificate with, when O(base_url) is set.
+      - CA bundle (a file, or a directory of CA certificates) to verify the API's TLS certificate with, when
+        O(base_url) is set. A certificate that fails the check fails the module at once, naming this option.
     type: path
   timeout:
     description:

@@ -43,6 +43,12 @@ options:
       - Name of the table retired rows are moved to. Quoted as an identifier.
     type: str
     default: audit_quarantine
+  rotation_table:
+    description:
+      - Name of the table of key rotation records (C(docs/contract.md) section 4, "Key epochs"). Quoted as an
+        identifier. A deployment without this table has never rotated its audit key.
+    type: str
+    default: audit_key_rotations
 notes:
   - The DSN (and the HMAC key) come from the options or from the release's main Secret; the collection reads the
     Secret with the C(kubernetes) Python library and does not depend on C(kubernetes.core). Values read from the
@@ -62,9 +68,21 @@ options:
     type: str
   hmac_secret_key:
     description:
-      - Key of the audit HMAC key in the main Secret.
+      - Key of the audit HMAC key in the main Secret, the key of the rows written before any rotation.
     type: str
     default: audit-hmac-key
+  hmac_keyring:
+    description:
+      - The audit keyring (JSON of C(docs/contract.md) section 4, "Key epochs"), every key with its id and status.
+        Each key epoch is verified with its own key. Never logged.
+      - When neither this nor O(hmac_key) is given, the keyring is read from the release's main Secret (key
+        O(hmac_keyring_secret_key)); a Secret without a keyring means the single key O(hmac_secret_key).
+    type: str
+  hmac_keyring_secret_key:
+    description:
+      - Key of the audit keyring in the main Secret.
+    type: str
+    default: audit-hmac-keyring
   workers:
     description:
       - Processes that verify chunks of the chain at the same time, all reading one exported snapshot.

@@ -32,12 +32,14 @@ options:
   validate_certs:
     description:
       - Whether to verify the Kubernetes API server's TLS certificate. Can also be set with E(K8S_AUTH_VERIFY_SSL).
-      - Unset keeps what the kubeconfig says.
+      - Unset keeps what the kubeconfig says (it verifies unless the cluster sets C(insecure-skip-tls-verify)); with
+        O(host), unset verifies.
     type: bool
     aliases: [verify_ssl]
   ca_cert:
     description:
       - CA bundle to verify the Kubernetes API server with. Can also be set with E(K8S_AUTH_SSL_CA_CERT).
+      - A certificate that fails the check fails the module at once, naming this option.
     type: path
     aliases: [ssl_ca_cert]
 '''

@@ -41,8 +41,20 @@ options:
   ssl_mode:
     description:
       - libpq C(sslmode). Can also be set with E(PGSSLMODE).
+      - When neither this option, E(PGSSLMODE), nor the DSN (C(sslmode), or a C(service)) names one, the module
+        uses V(verify-full), not libpq's own default V(prefer), which checks no certificate. A TCP connection then
+        needs TLS and a server certificate signed by O(ssl_rootcert) and naming the host connected to. Unix-socket
+        connections are unaffected (libpq uses no TLS on them).
+      - Name V(disable), V(prefer) or V(require) explicitly to connect to a server without TLS or without checking
+        its certificate.
     type: str
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ssl_rootcert:
+    description:
+      - CA certificate file (PEM) that the server's certificate is checked against, libpq C(sslrootcert). Can also
+        be set with E(PGSSLROOTCERT). C(sslrootcert) in the DSN works too.
+      - Unset, libpq reads C(~/.postgresql/root.crt); V(system) uses the system's trusted CAs.
+    type: path
 requirements:
   - psycopg2 (C(psycopg2-binary))
 '''

@@ -26,6 +26,7 @@ except ImportError:
 
 from ansible_collections.alexandria.ee.plugins.module_utils import k8s_client
 from ansible_collections.alexandria.ee.plugins.module_utils import service_proxy
+from ansible_collections.alexandria.ee.plugins.module_utils import tls
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -121,6 +122,10 @@ class DirectRoute:
     def transport_words(self, exc):
         return describe_transport_error(exc)
 
+    @staticmethod
+    def untrusted_words(reason):
+        return "TLS failure: " + tls.untrusted("the API's", reason, "ca_path")
+
 
 class ServiceProxyRoute:
     """The Kubernetes API server's services/proxy, with the Kubernetes credentials (module service_proxy)."""
@@ -177,6 +182,10 @@ class ServiceProxyRoute:
     def transport_words(self, exc):
         return "service proxy: Kubernetes API server unreachable: %s" % describe_transport_error(exc)
 
+    @staticmethod
+    def untrusted_words(reason):
+        return "service proxy: " + k8s_client.untrusted_words(reason)
+
 
 class ApiClient:
     """Thin requests wrapper: bounded bodies, JSON decoding, errors in words, over one of two routes."""
@@ -227,6 +236,9 @@ class ApiClient:
                                    status=resp.status_code)
                 chunks.append(chunk)
         except requests.exceptions.RequestException as exc:
+            reason = tls.certificate_failure(str(exc))
+            if reason is not None:  # a configuration error: no retry or wait gets past it
+                raise ApiError("%s %s: %s" % (method, path, self.route.untrusted_words(reason)), fatal=True)
             raise ApiError("%s %s: %s" % (method, path, self.route.transport_words(exc)))
         elapsed_ms = round((time.monotonic() - start) * 1000.0, 1)
         body = b"".join(chunks).decode("utf-8", "replace")

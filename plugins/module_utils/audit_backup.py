@@ -25,6 +25,7 @@ import subprocess
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
+from ansible_collections.alexandria.ee.plugins.module_utils import pg
 
 try:
     import psycopg2
@@ -110,7 +111,7 @@ def find_tools(server_major, pg_dump_path=None, pg_restore_path=None):
 def libpq_environment(dsn, kwargs):
     """(conninfo without password, env) for client binaries: the password only travels in PGPASSWORD."""
     params = psycopg2.extensions.parse_dsn(dsn) if dsn else {}
-    params.update(kwargs or {})
+    params.update(pg.with_tls_default(dsn, kwargs))  # the same certificate check as the module's own connection
     params.pop("connect_timeout", None)
     params.pop("application_name", None)
     env = dict(os.environ)

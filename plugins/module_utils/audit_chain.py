@@ -208,7 +208,18 @@ def anchor_message(anchor):
     return "\t".join(parts).encode("utf-8")
 
 
+def anchor_key(key, anchor):
+    """The key of an anchor: key itself, or (key epochs) the key of the epoch its resume_seq falls in."""
+    if hasattr(key, "key_for"):
+        return key.key_for(anchor["tenant_id"], anchor["resume_seq"])
+    return key
+
+
 def anchor_hmac(key, anchor):
+    key = anchor_key(key, anchor)
+    if key is None:
+        raise AuditError("no key for the anchor of tenant %r at resume_seq %s: its epoch's key is not in the keyring"
+                         % (anchor["tenant_id"], anchor["resume_seq"]))
     return ChainHasher(key).hexdigest(anchor_message(anchor))
 
 
@@ -322,10 +333,14 @@ def split_copy_line(line):
 def verify_copy_lines(key, lines, anchors_by_tenant=None, key_mismatch_fraction=KEY_MISMATCH_FRACTION):
     """Verify eight-column COPY text lines ordered by (tenant_id, seq).
 
+    key: bytes, or an object with key_for(tenant_id, seq) (audit_keyring.EpochKeys).
+
     anchors_by_tenant: {tenant_id: {resume_seq: anchor}} of valid anchors.
     Returns {tenant_id: result dict}.
     """
-    hasher = ChainHasher(key)
+    epochs = hasattr(key, "key_for")
+    hasher = None if epochs else ChainHasher(key)
+    hashers = {}
     anchors_by_tenant = anchors_by_tenant or {}
     results = {}
     scan = None
@@ -338,7 +353,11 @@ def verify_copy_lines(key, lines, anchors_by_tenant=None, key_mismatch_fraction=
             current = tenant_field
             tenant_id = copy_unescape(tenant_field.decode("utf-8"))
             scan = TenantScan(tenant_id, anchors_by_tenant.get(tenant_id))
-        ok = hmac.compare_digest(hasher.hexdigest(message).encode("ascii"), stored)
+        if epochs:
+            # Key epochs: the key of the epoch the seq falls in (a row of an unknown key fails).
+            own = key.key_for(tenant_id, seq)
+            hasher = (hashers.get(own) or hashers.setdefault(own, ChainHasher(own))) if own is not None else None
+        ok = hasher is not None and hmac.compare_digest(hasher.hexdigest(message).encode("ascii"), stored)
         scan.feed(seq, ok, prev.decode("ascii", "replace"), stored.decode("ascii", "replace"))
     if scan is not None:
         results[scan.tenant_id] = scan.result(key_mismatch_fraction)
@@ -346,13 +365,20 @@ def verify_copy_lines(key, lines, anchors_by_tenant=None, key_mismatch_fraction=
 
 
 def check_anchors(key, anchors):
-    """Split anchor dicts into ({tenant: {resume_seq: anchor}} of valid ones, [invalid])."""
-    hasher = ChainHasher(key)
+    """Split anchor dicts into ({tenant: {resume_seq: anchor}} of valid ones, [invalid]).
+
+    key: bytes, or an object with key_for(tenant_id, seq) (audit_keyring.EpochKeys): each anchor is then
+    checked with the key of the epoch its resume_seq falls in; an anchor in an epoch of unknown key is invalid.
+    """
+    hashers = {}
     valid = {}
     invalid = []
     for anchor in anchors:
-        expected = hasher.hexdigest(anchor_message(anchor))
-        if hmac.compare_digest(expected, anchor["anchor_hmac"]):
+        own = anchor_key(key, anchor)
+        if own is not None and own not in hashers:
+            hashers[own] = ChainHasher(own)
+        expected = hashers[own].hexdigest(anchor_message(anchor)) if own is not None else ""
+        if own is not None and hmac.compare_digest(expected, anchor["anchor_hmac"]):
             valid.setdefault(anchor["tenant_id"], {})[int(anchor["resume_seq"])] = anchor
         else:
             invalid.append({"tenant_id": anchor["tenant_id"], "resume_seq": int(anchor["resume_seq"])})

@@ -20,6 +20,7 @@ from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_checkpoint
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_keyring
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import checkpoint_store
 from ansible_collections.alexandria.ee.plugins.module_utils import k8s_client
@@ -43,19 +44,22 @@ def audit_argument_spec(key=True):
         table=dict(type=arg_checks.pg_identifier(), default="audit_logs"),
         anchor_table=dict(type=arg_checks.pg_identifier(), default="audit_chain_anchors"),
         quarantine_table=dict(type=arg_checks.pg_identifier(), default="audit_quarantine"),
+        rotation_table=dict(type=arg_checks.pg_identifier(), default="audit_key_rotations"),
     )
     if key:
         spec.update(
             hmac_key=dict(type=arg_checks.text(arg_checks.MAX_TOKEN, "an HMAC key"), no_log=True,
                           fallback=(env_fallback, ["ALEX_AUDIT_HMAC_KEY"])),
             hmac_secret_key=dict(type=arg_checks.k8s_key(), default="audit-hmac-key", no_log=False),
+            hmac_keyring=dict(type=arg_checks.text(arg_checks.MAX_TEXT, "an audit keyring (JSON)"), no_log=True),
+            hmac_keyring_secret_key=dict(type=arg_checks.k8s_key(), default="audit-hmac-keyring", no_log=False),
             workers=dict(type=arg_checks.count(1, 64)),
         )
     return spec
 
 
 class Credentials:
-    """Where to connect and the HMAC key (bytes); secrets holds every value to mask."""
+    """Where to connect and the HMAC keys (an audit_keyring.Keyring); secrets holds every value to mask."""
 
     def __init__(self, dsn, kwargs, key, secrets, source):
         self.dsn = dsn
@@ -69,8 +73,8 @@ class Credentials:
         return audit_store.tune_session(conn)
 
 
-def _read_secret(params, names):
-    """{key: bytes} of the release's main Secret for the wanted keys; K8sError otherwise."""
+def _read_secret(params, names, optional=()):
+    """{key: bytes} of the release's main Secret for the wanted keys (optional ones when present); K8sError otherwise."""
     api = k8s_client.build_api_client(params)
     import kubernetes  # present: build_api_client checked
     name = params.get("secret_name") or params["release"]
@@ -84,6 +88,8 @@ def _read_secret(params, names):
     data = secret.data or {}
     values = {}
     for key in names:
+        if key not in data and key in optional:
+            continue
         if key not in data:
             raise k8s_client.K8sError("Secret %s/%s has no key %r" % (params["namespace"], name, key))
         values[key] = base64.b64decode(data[key])
@@ -104,12 +110,13 @@ def resolve_credentials(module, need_key=True):
     wanted = []
     if not dsn and not kwargs.get("host") and not kwargs.get("dbname"):
         wanted.append(params["dsn_secret_key"])
-    if not key and need_key:
-        wanted.append(params["hmac_secret_key"])
+    keyring_text = params.get("hmac_keyring") if need_key else None
+    if not key and not keyring_text and need_key:
+        wanted += [params["hmac_secret_key"], params["hmac_keyring_secret_key"]]
     source = "options"
     if wanted:
         try:
-            values = _read_secret(params, wanted)
+            values = _read_secret(params, wanted, optional=(params.get("hmac_keyring_secret_key"),))
         except k8s_client.K8sError as exc:
             module.fail_json(msg="no %s given and the release's Secret cannot be read: %s"
                              % (" or ".join("dsn" if w == params["dsn_secret_key"] else "hmac_key" for w in wanted),
@@ -128,11 +135,34 @@ def resolve_credentials(module, need_key=True):
                 key = raw
                 secrets.add(text)
                 module.no_log_values.add(text)
+            if need_key and name == params.get("hmac_keyring_secret_key") and name in wanted:
+                keyring_text = text
     if isinstance(key, str):
         key = key.encode("utf-8")
-    if need_key and not key:
+    if need_key and not key and not keyring_text:
         module.fail_json(msg="the audit HMAC key is empty")
-    return Credentials(dsn, kwargs, key, secrets, source)
+    keyring = None
+    if need_key:
+        keyring = keyring_from(module, keyring_text, key, secrets)
+    return Credentials(dsn, kwargs, keyring, secrets, source)
+
+
+def keyring_from(module, keyring_text, genesis_key, secrets):
+    """The Keyring to verify with (masked before anything can show it); one fail_json when unusable."""
+    if keyring_text:
+        secrets.add(keyring_text)
+        module.no_log_values.add(keyring_text)
+        try:
+            keyring = audit_keyring.parse_keyring(keyring_text, genesis_key)
+        except audit_keyring.KeyringError as exc:
+            module.fail_json(msg=str(exc))
+    else:
+        keyring = audit_keyring.Keyring.single(genesis_key)
+    for material in keyring.secrets():
+        for shown in audit_keyring.shown_forms(material):
+            secrets.add(shown)
+            module.no_log_values.add(shown)
+    return keyring
 
 
 def checkpoint_argument_spec():
@@ -170,7 +200,7 @@ def checkpoint_key(module, creds):
         key = audit_checkpoint.key_bytes(params["checkpoint_key"])
     except audit_checkpoint.CheckpointError as exc:
         module.fail_json(msg=str(exc))
-    if creds.key is not None and key == creds.key:
+    if creds.key is not None and key in creds.key.secrets():
         module.fail_json(msg="checkpoint_key must not be the audit HMAC key: whoever holds that key could then move "
                              "the checkpoints; generate a separate one")
     return key
@@ -203,7 +233,7 @@ def read_witness_records(module, paths):
 
 def tables_from_params(params):
     return audit_store.AuditTables(params["schema"], params["table"], params["anchor_table"],
-                                   params["quarantine_table"])
+                                   params["quarantine_table"], params.get("rotation_table") or "audit_key_rotations")
 
 
 def workers_from_params(module):

@@ -24,7 +24,12 @@ CAUSES = {
     "tail_truncation": "rows missing at the tail, up to the last checkpoint (a DELETE of the newest rows, or of a tenant)",
     "restore_rollback": "the chain was rolled back past its checkpoint and written again (an older backup restored)",
     "checkpoint_invalid": "a checkpoint that does not verify (edited, another deployment's, or older than its witness)",
+    "unknown_key": "rows of a key epoch whose key is not in the keyring given to the verifier (not checked, not tampering)",
+    "compromised_key": "rows signed with a compromised key that no checkpoint taken before the compromise vouches for",
+    "rotation_record_invalid": "a key rotation record that does not verify (edited in the database)",
 }
+# Kinds found by the key epochs (docs/contract.md section 4, "Key epochs"): reported, never captured or retired.
+EPOCH_KINDS = ("unknown_key", "unattested", "rotation_invalid")
 # Kinds found by comparing with a checkpoint: no row of theirs is in the table to capture or retire.
 CHECKPOINT_KINDS = audit_checkpoint.CHECKPOINT_KINDS
 
@@ -97,6 +102,20 @@ def reasoning(result):
                    "older than the checkpoint and written to again, so the original %d row(s) (%s) are lost from "
                    "the table (re-verify the restore, runbook Procedure; the backup taken after the checkpoint may "
                    "still hold them)." % (_span(segs[0]).split("-")[0], sum(s["rows"] for s in segs), _spans(segs)))
+    if "unknown_key" in by_kind:
+        segs = by_kind["unknown_key"]
+        why.append("%d row(s) (%s) belong to a key epoch whose key is not in the keyring the verifier was given: they "
+                   "were not checked. Verify with the release's whole keyring (Secret key audit-hmac-keyring)."
+                   % (sum(s["rows"] for s in segs), _spans(segs)))
+    if "unattested" in by_kind:
+        segs = by_kind["unattested"]
+        why.append("%d row(s) (%s) verify only with a key marked compromised, and no checkpoint taken before the "
+                   "compromise vouches for them: whoever stole the key could have written them. They are not proven "
+                   "tampered either; compare them with other records of those events."
+                   % (sum(s["rows"] for s in segs), _spans(segs)))
+    if "rotation_invalid" in by_kind:
+        why.append("A key rotation record of this tenant does not verify (see the verification's rotation_problems): "
+                   "it was edited in the database after the rotation.")
     if "checkpoint_invalid" in by_kind:
         why.append("A checkpoint of this tenant does not verify (see the verification's checkpoint problems): it was "
                    "edited, swapped with another deployment's or tenant's, or replaced by an older one. Whoever did "
@@ -139,7 +158,7 @@ def build_report(incident_id, verify, captures=None, backup=None, retires=None, 
         retired = _retire_of(retires.get(tenant_id))
         segments = result.get("segments") or []
         affected = [[s["first_seq"], s["last_seq"]] for s in segments
-                    if s["kind"] != "seq_gap" and s["kind"] not in CHECKPOINT_KINDS]
+                    if s["kind"] != "seq_gap" and s["kind"] not in CHECKPOINT_KINDS and s["kind"] not in EPOCH_KINDS]
         missing = [[s["first_seq"], s["last_seq"]] for s in segments if s["kind"] == "seq_gap"]
         lost = [dict(s) for s in segments if s["kind"] in CHECKPOINT_KINDS]
         if cause == "key_mismatch":

@@ -14,6 +14,7 @@ __metaclass__ = type
 import time
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs as ae
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
@@ -26,6 +27,9 @@ except ImportError:  # pg.connect reports it
     sql = None
 
 
+RETIRABLE = st.ROW_KINDS + (ac.KIND_GAP,)
+
+
 def plan_runs(segments, existing_anchors=None):
     """Maximal runs of consecutive bad seqs, each retired behind one anchor at resume_seq.
 
@@ -35,7 +39,8 @@ def plan_runs(segments, existing_anchors=None):
     """
     existing_anchors = existing_anchors or {}
     runs = []
-    for seg in sorted(segments, key=lambda s: s["first_seq"]):
+    # Only the chain's own findings are retired: unknown_key, unattested and rotation_invalid rows are no edits.
+    for seg in sorted((s for s in segments if s["kind"] in RETIRABLE), key=lambda s: s["first_seq"]):
         if runs and seg["first_seq"] == runs[-1]["last_seq"] + 1:
             run = runs[-1]
             run["last_seq"] = seg["last_seq"]
@@ -95,7 +100,11 @@ def retired_rows_digest(cur, tables, tenant_id, run):
 
 
 def build_anchors(cur, tables, key, tenant_id, runs, capture_sha256, backup_sha256, signoff):
-    """The anchor records for runs (retired_sha256 read from the rows still in place)."""
+    """The anchor records for runs (retired_sha256 read from the rows still in place).
+
+    Each anchor is authenticated with the key of the epoch its resume_seq falls in.
+    """
+    key = ae.bind_keys(cur, tables, key, [tenant_id])
     anchors = []
     for run in runs:
         digest, count = retired_rows_digest(cur, tables, tenant_id, run)
@@ -202,6 +211,7 @@ def retire_scan(conn, tables, key, tenant_id, workers=1, connect=None, chunk_row
             identity = st.database_identity(cur)
             fingerprint = tenant_fingerprint(cur, tables, tenant_id, result["last_seq"] or 0)
             runs = plan_runs(result["segments"], valid.get(tenant_id))
+            key = ae.bind_keys(cur, tables, key, [tenant_id])
             preview = build_anchors(cur, tables, key, tenant_id, runs, None, None, None)
     return {"tenant_id": tenant_id, "result": result, "valid": valid, "invalid": invalid, "identity": identity,
             "fingerprint": fingerprint, "runs": runs, "anchors": preview}
@@ -238,11 +248,11 @@ def _verify_after_move(conn, cur, tables, key, tenant_id, runs, result, anchors,
         results, _valid, _invalid = st.scan_tenants(conn, tables, key, [tenant_id],
                                                     key_mismatch_fraction=key_mismatch_fraction)
         return problems + ["%s %d-%d" % (s["kind"], s["first_seq"], s["last_seq"])
-                           for s in results[tenant_id]["segments"]]
+                           for s in results[tenant_id]["segments"] if s["kind"] in RETIRABLE]
     # Incremental: a row's verdict depends only on itself, the previous present row and the anchors,
     # so after the move only the first row after each run can change; every other segment must be
     # inside a run.
-    for seg in result["segments"]:
+    for seg in (s for s in result["segments"] if s["kind"] in RETIRABLE):
         if not any(r["first_seq"] <= seg["first_seq"] and seg["last_seq"] <= r["last_seq"] for r in runs):
             problems.append("%s %d-%d is not retired by this plan" % (seg["kind"], seg["first_seq"], seg["last_seq"]))
     for run in runs:
@@ -252,7 +262,8 @@ def _verify_after_move(conn, cur, tables, key, tenant_id, runs, result, anchors,
         if following is None:
             continue
         part = st.scan_range(cur, tables, key, tenant_id, run["first_seq"], following, mine)
-        problems.extend("%s %d-%d" % (s["kind"], s["first_seq"], s["last_seq"]) for s in part["segments"])
+        problems.extend("%s %d-%d" % (s["kind"], s["first_seq"], s["last_seq"]) for s in part["segments"]
+                        if s["kind"] in RETIRABLE)
     return problems
 
 
@@ -280,6 +291,8 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
             locked = timer()
             phases = {}
             cur.execute("SELECT set_config('lock_timeout', '0', true)")
+            # Under the lock no rotation record of this tenant can be written: bind the keys once.
+            key = ae.bind_keys(cur, tables, key, [tenant_id])
             result, valid, how = _verify_under_lock(conn, cur, tables, key, tenant_id, first, lock_verify,
                                                     key_mismatch_fraction)
             phases["verify"] = timer() - locked

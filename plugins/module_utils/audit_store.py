@@ -26,6 +26,8 @@ import multiprocessing.util
 import os
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs as ae
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_keyring as akr
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
 
 try:
@@ -53,11 +55,12 @@ class AuditTables:
     """The three table names of the contract, quoted as identifiers wherever they are used."""
 
     def __init__(self, schema="public", table="audit_logs", anchor_table="audit_chain_anchors",
-                 quarantine_table="audit_quarantine"):
+                 quarantine_table="audit_quarantine", rotation_table="audit_key_rotations"):
         self.schema = schema
         self.table = table
         self.anchor_table = anchor_table
         self.quarantine_table = quarantine_table
+        self.rotation_table = rotation_table
 
     @property
     def logs(self):
@@ -70,6 +73,10 @@ class AuditTables:
     @property
     def quarantine(self):
         return sql.Identifier(self.schema, self.quarantine_table)
+
+    @property
+    def rotations(self):
+        return sql.Identifier(self.schema, self.rotation_table)
 
     def describe(self):
         return {"schema": self.schema, "table": self.table, "anchor_table": self.anchor_table,
@@ -214,20 +221,43 @@ def previous_row(cur, tables, tenant_id, seq):
 
 
 def scan_range(cur, tables, key, tenant_id, low, high, anchors=None):
-    """Verify one tenant's rows with low <= seq <= high; returns a partial result (see merge_partials)."""
+    """Verify one tenant's rows with low <= seq <= high; returns a partial result (see merge_partials).
+
+    Each key epoch of the range is streamed with its own key. Rows of an epoch whose key is not in the
+    keyring are one unknown_key segment (their links are still followed); rows of a compromised epoch that
+    verify but that no checkpoint taken before the compromise vouches for are unattested.
+    """
+    keys = akr.as_epoch_keys(key)
     start_seq, start_hmac = previous_row(cur, tables, tenant_id, low)
     scan = ac.TenantScan(tenant_id, anchors)
     scan.last_seq = start_seq
     scan.last_row_hmac = start_hmac
-    sink = audit_scan.ScanSink(key, scan)
     query = sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND seq BETWEEN %s AND %s ORDER BY seq").format(
         _columns(), tables.logs)
-    copy_to(cur, query, (tenant_id, low, high), sink)
-    sink.finish()
+    first_seq = None
+    unattested = 0
+    for epoch, lo, hi in keys.tenant(tenant_id).spans(low, high):
+        if epoch.key is None:
+            rows, first, last, last_hmac = ae.rows_between(cur, tables, tenant_id, lo, hi)
+            if rows:
+                scan.rows += rows
+                scan.segments.append({"first_seq": first, "last_seq": last, "rows": rows,
+                                      "kind": akr.KIND_UNKNOWN_KEY})
+                scan.last_seq, scan.last_row_hmac = last, last_hmac
+                first_seq = first if first_seq is None else first_seq
+            continue
+        before = len(scan.segments)
+        sink = audit_scan.ScanSink(epoch.key, scan)
+        copy_to(cur, query, (tenant_id, lo, hi), sink)
+        sink.finish()
+        if first_seq is None:
+            first_seq = sink.first_seq
+        unattested += ae.mark_unattested(cur, tables, keys, tenant_id, epoch, lo, hi, scan, before)
+    scan.valid_rows -= unattested
     return {
         "tenant_id": tenant_id, "low": low, "high": high, "rows": scan.rows, "valid_rows": scan.valid_rows,
         "hmac_failures": scan.hmac_failures, "link_failures": scan.link_failures, "segments": scan.segments,
-        "first_seq": sink.first_seq, "last_seq": scan.last_seq if scan.rows else None,
+        "first_seq": first_seq, "last_seq": scan.last_seq if scan.rows else None,
         "last_row_hmac": scan.last_row_hmac if scan.rows else None,
     }
 
@@ -256,7 +286,7 @@ def merge_partials(tenant_id, partials, key_mismatch_fraction=ac.KEY_MISMATCH_FR
                 segments.append(dict(seg))
     return {
         "rows": rows, "valid_rows": valid, "segments": segments, "verified": not segments,
-        "probable_cause": ac.probable_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction),
+        "probable_cause": ae.epoch_cause(rows, hmac_failures, link_failures, segments, key_mismatch_fraction),
         "hmac_failures": hmac_failures, "link_failures": link_failures,
         "first_seq": first_seq, "last_seq": last_seq, "last_row_hmac": last_row_hmac,
     }
@@ -349,7 +379,7 @@ def default_workers():
 
 def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_rows=None,
                  key_mismatch_fraction=ac.KEY_MISMATCH_FRACTION, snapshot=None, min_parallel_rows=PARALLEL_MIN_ROWS, stats=None,
-                 start_seqs=None, max_rows=None, known_bounds=None):
+                 start_seqs=None, max_rows=None, known_bounds=None, attested=None):
     """Verify tenants (all when tenant_ids is None) in conn's current transaction/snapshot.
 
     start_seqs: {tenant: seq} reads only that tenant's rows from seq on (incremental verification
@@ -360,11 +390,14 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
     processes that import `snapshot` (an exported snapshot id of conn's transaction).
     Returns (results {tenant: result}, valid anchors {tenant: {resume_seq: anchor}}, invalid [..]);
     stats, when a dict, gets the number of processes and chunks used.
+    key: bytes, an audit_keyring.Keyring (bound here to the snapshot's rotation records; attested:
+    {tenant: checkpoint} for the unattested rows of compromised epochs) or EpochKeys.
     """
     with conn.cursor() as cur:
         check_tables(cur, tables, ("logs", "anchors"))
         if tenant_ids is None:
             tenant_ids = list_tenants(cur, tables)
+        key = ae.bind_keys(cur, tables, key, tenant_ids, attested)
         bounds = {}
         for tenant_id in tenant_ids:
             if known_bounds is not None and tenant_id in known_bounds:
@@ -412,6 +445,7 @@ def scan_tenants(conn, tables, key, tenant_ids=None, workers=1, connect=None, ch
         else:
             results[tenant_id] = merge_partials(tenant_id, [], key_mismatch_fraction)
         results[tenant_id]["invalid_anchors"] = [a["resume_seq"] for a in invalid if a["tenant_id"] == tenant_id]
+        ae.add_rotation_findings(results[tenant_id], key, tenant_id, key_mismatch_fraction)
     return results, valid, invalid
 
 
@@ -426,7 +460,7 @@ def verify(conn, tables, key, tenant_ids=None, workers=1, connect=None, chunk_ro
 def public_result(result):
     """What a module returns for one tenant (internal scan state left out)."""
     keep = ("rows", "valid_rows", "segments", "verified", "probable_cause", "first_seq", "last_seq",
-            "invalid_anchors", "mode", "rows_read", "checkpoint")
+            "invalid_anchors", "mode", "rows_read", "checkpoint", "epochs", "rotation_problems")
     return dict((k, result[k]) for k in keep if k in result)
 
 

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_checkpoint as cpk
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs as ae
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
 try:
@@ -159,6 +160,13 @@ def compare_witness(checkpoints, seen, source):
                                 "older one" % (source, order.replace("stored one", "witness' one")))
 
 
+def compromised_epoch(key, tenant_id):
+    """Whether a key epoch of the tenant is signed with a compromised key (its rows are then read in full)."""
+    if not hasattr(key, "tenant"):
+        return False
+    return any(e.status == "compromised" for e in key.tenant(tenant_id).epochs)
+
+
 def row_at(cur, tables, tenant_id, seq):
     """(row_hmac, occurred_at text) of one row, or None."""
     cur.execute(sql.SQL("SELECT row_hmac, occurred_at::text FROM {} WHERE tenant_id = %s AND seq = %s").format(
@@ -186,8 +194,11 @@ def verify(conn, tables, key, checkpoints, mode="incremental", workers=1, connec
     checkpoint's findings among its segments, plus mode, rows_read and checkpoint.
     """
     tenants = sorted(checkpoints)
+    # A checkpoint vouches for the rows of a compromised key's epoch only when taken before the compromise.
+    attested = dict((t, checkpoints[t].doc) for t in tenants if checkpoints[t].doc is not None)
     with conn.cursor() as cur:
         st.check_tables(cur, tables, ("logs", "anchors"))
+        key = ae.bind_keys(cur, tables, key, tenants, attested)
         anchors_all = st.load_anchors(cur, tables, tenants)
         valid_anchors, _invalid = st.ac.check_anchors(key, anchors_all)
         facts = {}
@@ -209,7 +220,9 @@ def verify(conn, tables, key, checkpoints, mode="incremental", workers=1, connec
             same_anchors = cpk.anchors_digest(valid_anchors.get(tenant_id)) == doc["anchors_sha256"]
             if mode != "incremental":
                 continue
-            if tip_unchanged and same_anchors:
+            if compromised_epoch(key, tenant_id):
+                tcp.why_full = "a key of the tenant's chain is compromised"
+            elif tip_unchanged and same_anchors:
                 starts[tenant_id] = doc["last_seq"]
             elif tip_unchanged:
                 tcp.why_full = "the tenant's anchors changed"

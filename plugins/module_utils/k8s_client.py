@@ -15,6 +15,7 @@ import traceback
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+from ansible_collections.alexandria.ee.plugins.module_utils import tls
 
 # The kubernetes library takes about half a second to import, so it is imported on first use:
 # by build_api_client, describe_api_error, transport_errors, or when any of these module
@@ -131,7 +132,16 @@ def describe_api_error(exc, what):
         if status == 404:
             return "not found (404) while %s: check namespace and names" % what
         return "Kubernetes API answered %s %s while %s" % (status, getattr(exc, "reason", ""), what)
+    reason = tls.certificate_failure(str(exc))
+    if reason is not None:
+        return "TLS failure while %s: %s" % (what, untrusted_words(reason))
     return "Kubernetes API unreachable while %s: %s" % (what, exc.__class__.__name__ + ": " + str(exc).split("\n", maxsplit=1)[0])
+
+
+def untrusted_words(reason):
+    """The Kubernetes API server's certificate failed its check: why, and what to pass."""
+    return tls.untrusted("the Kubernetes API server's", reason,
+                         "ca_cert (or K8S_AUTH_SSL_CA_CERT, or the kubeconfig's certificate-authority)")
 
 
 def transport_errors():

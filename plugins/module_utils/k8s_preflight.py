@@ -38,7 +38,7 @@ GRANTED_BY = {
     ("get", "services/proxy"): (OBSERVER_ROLE, ("alexandria-ee", "alexandria-ee:80", "alexandria-ee:http")),
     ("create", "services/proxy"): (RESPONDER_ROLE, ("alexandria-ee", "alexandria-ee:80", "alexandria-ee:http")),
     ("delete", "pods"): (RESPONDER_ROLE, None),
-    ("update", "secrets"): (RESPONDER_ROLE, ("alexandria-ee-license", "alexandria-ee-license-issuers",
+    ("update", "secrets"): (RESPONDER_ROLE, ("alexandria-ee", "alexandria-ee-license", "alexandria-ee-license-issuers",
                                              "alexandria-ee-audit-checkpoints")),
     ("create", "secrets"): (RESPONDER_ROLE, None),
     ("get", "deployments"): (RESPONDER_ROLE, ("alexandria-ee",)),
@@ -76,6 +76,12 @@ def checkpoint_needs(namespace, secret_name, secret_exists=True):
     """alex_audit_verify advancing its checkpoints in a Secret: replace it, or create it the first time."""
     return [Need("update", "secrets", secret_name, namespace) if secret_exists
             else Need("create", "secrets", None, namespace)]
+
+
+def audit_key_needs(namespace, secret_name, deployment):
+    """alex_audit_key: read and replace the main Secret (the keyring), then restart the Deployment."""
+    return [Need("get", "secrets", secret_name, namespace), Need("update", "secrets", secret_name, namespace),
+            Need("patch", "deployments", deployment, namespace)]
 
 
 # -- words ------------------------------------------------------------------------------------------------

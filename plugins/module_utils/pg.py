@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 import traceback
 
@@ -39,6 +40,7 @@ def postgres_argument_spec():
         login_db=dict(type=arg_checks.text(1024, "a database name"), fallback=(env_fallback, ["PGDATABASE"])),
         ssl_mode=dict(type="str", fallback=(env_fallback, ["PGSSLMODE"]),
                       choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+        ssl_rootcert=dict(type=arg_checks.path("a CA certificate file"), fallback=(env_fallback, ["PGSSLROOTCERT"])),
     )
 
 
@@ -79,8 +81,59 @@ def mask(text, secrets):
 
 def connection_kwargs(params):
     mapping = dict(login_host="host", login_port="port", login_user="user", login_password="password",
-                   login_db="dbname", ssl_mode="sslmode")
+                   login_db="dbname", ssl_mode="sslmode", ssl_rootcert="sslrootcert")
     return dict((libpq, params[opt]) for opt, libpq in mapping.items() if params.get(opt) not in (None, ""))
+
+
+# libpq's own default, prefer, checks no certificate: without an sslmode anywhere, a TCP connection verifies the
+# server's certificate against its host name. Unix sockets get nothing (libpq uses no TLS there, and client
+# binaries built without TLS refuse any verifying sslmode even for a socket).
+DEFAULT_SSLMODE = "verify-full"
+
+
+def _over_tcp(params, environ):
+    """Whether libpq would connect over TCP: a hostaddr, or a host that is not a socket directory."""
+    if params.get("hostaddr") or (not params.get("host") and environ.get("PGHOSTADDR")):
+        return True
+    hosts = params.get("host") or environ.get("PGHOST") or ""
+    return any(h.strip() and not h.strip().startswith(("/", "@")) for h in hosts.split(","))
+
+
+def with_tls_default(dsn, kwargs, environ=None):
+    """kwargs plus sslmode=verify-full for a TCP connection unless the DSN, kwargs, PGSSLMODE or a service names
+    an sslmode (or the DSN is unparsable: connect reports that)."""
+    environ = os.environ if environ is None else environ
+    kwargs = dict(kwargs or {})
+    try:
+        given = psycopg2.extensions.parse_dsn(dsn) if (dsn and HAS_PSYCOPG2) else {}
+    except psycopg2.Error:
+        return kwargs
+    given.update(kwargs)
+    if any(k in given for k in ("sslmode", "requiressl", "service")) or environ.get("PGSSLMODE") \
+            or environ.get("PGSERVICE") or not _over_tcp(given, environ):
+        return kwargs
+    kwargs["sslmode"] = DEFAULT_SSLMODE
+    return kwargs
+
+
+# libpq's words for a certificate check that failed, and for a server without TLS under a verifying sslmode.
+_UNTRUSTED = ("certificate verify failed", "root certificate file", "could not read root certificate",
+              "does not match host name", "server certificate for")
+_NO_TLS = "server does not support SSL"
+
+
+def describe_connect_error(text):
+    """One line for a libpq connection error; certificate failures say which option fixes them."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "unknown error"
+    if any(marker in text for marker in _UNTRUSTED):
+        return ("%s: the server's TLS certificate could not be verified (sslmode verify-full is the default); pass "
+                "ssl_rootcert (or PGSSLROOTCERT) with the CA certificate that signed it, and connect by a host name "
+                "the certificate names" % first)
+    if _NO_TLS in text:
+        return ("%s: the server offers no TLS, and certificate checks are on by default; set ssl_mode (or sslmode in "
+                "the DSN) explicitly to connect without TLS" % first)
+    return text.strip()
 
 
 class PgError(Exception):
@@ -91,7 +144,7 @@ def connect(dsn, kwargs=None, secrets=(), application_name="alexandria.ee"):
     """Open a connection with the contract's session settings; PgError with secrets masked."""
     if not HAS_PSYCOPG2:
         raise PgError("the Python library 'psycopg2' is required: pip install psycopg2-binary")
-    kwargs = dict(kwargs or {})
+    kwargs = with_tls_default(dsn, kwargs)
     kwargs.setdefault("application_name", application_name)
     kwargs.setdefault("connect_timeout", 10)
     try:
@@ -101,4 +154,4 @@ def connect(dsn, kwargs=None, secrets=(), application_name="alexandria.ee"):
         conn.commit()
         return conn
     except psycopg2.Error as exc:
-        raise PgError("cannot connect to PostgreSQL: %s" % mask(str(exc).strip(), secrets))
+        raise PgError("cannot connect to PostgreSQL: %s" % mask(describe_connect_error(str(exc)), secrets))

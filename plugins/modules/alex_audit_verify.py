@@ -22,6 +22,11 @@ description:
     snapshot, so the answer is consistent while the API keeps writing.
   - When every row of a tenant, or more than O(key_mismatch_fraction) of them, fails its HMAC while the links
     hold, the probable cause is C(key_mismatch). The rows were written with another key, they are not tampered.
+  - After audit key rotations (M(alexandria.ee.alex_audit_key)) each key epoch is verified with its own key, found
+    from the tenant's rotation records (C(docs/contract.md) section 4, "Key epochs"), with the keyring of the Secret
+    or O(hmac_keyring). Rows of an epoch whose key is not in the keyring are C(unknown_key), an invalid rotation
+    record is C(rotation_invalid), and rows signed with a compromised key that no checkpoint taken before the
+    compromise vouches for are C(unattested) - none of them is C(hmac_mismatch).
   - With a checkpoint store (O(checkpoint_dir), O(checkpoint_secret)), each tenant is also compared with its last
     checkpoint, kept outside the product's database and signed with O(checkpoint_key). What the chain alone cannot
     show is then reported as segments too - C(truncated) (rows up to the checkpointed seq missing at the tail),
@@ -147,8 +152,9 @@ tenants:
       description:
         - C(null) when verified; otherwise C(key_mismatch), C(direct_db_edit) (rows fail their HMAC),
           C(restore_rollback) (the checkpointed row was replaced), C(tail_truncation) (rows or the tenant missing at
-          the tail), C(restore_gap) (rows missing), C(replication_lag) (rows signed but not linking) or
-          C(checkpoint_invalid).
+          the tail), C(restore_gap) (rows missing), C(replication_lag) (rows signed but not linking),
+          C(checkpoint_invalid), C(rotation_record_invalid), C(unknown_key) or C(compromised_key) (only unattested
+          rows).
       type: str
     first_seq:
       description: Lowest seq present (null without rows).
@@ -165,6 +171,8 @@ tenants:
         - Unverifiable seqs, in seq order. C(kind) is C(hmac_mismatch) (the row's own HMAC is wrong),
           C(link_broken) (its prev_hmac is not the previous row's row_hmac) or C(seq_gap) (seqs missing; C(rows)
           counts the missing seqs).
+        - Across key epochs also C(unknown_key), C(unattested) and C(rotation_invalid) (at the record's first_seq,
+          C(rows) 0).
         - Against a checkpoint also C(truncated) (seqs up to the checkpointed one missing at the tail; C(rows)
           counts them), C(rolled_back) (from the first row written after the checkpointed one up to the checkpointed
           seq), C(tenant_missing) (the checkpointed range; C(rows) is the checkpointed row count) and
@@ -177,6 +185,16 @@ tenants:
     rows_read:
       description: Rows this run read for the tenant (the checkpoint row and the rows after it, when incremental).
       type: int
+    epochs:
+      description:
+        - After a key rotation, the tenant's key epochs - C(first_seq), C(last_seq) (null for the current one),
+          C(key_id) and its keyring C(status) (C(unknown) when not in the keyring).
+      type: list
+      elements: dict
+    rotation_problems:
+      description: Invalid rotation records - C(first_seq), C(new_key_id) and C(problems) (words).
+      type: list
+      elements: dict
     checkpoint:
       description:
         - With a checkpoint store, the tenant's checkpoint - C(status) (C(ok), C(missing), C(invalid)), C(stores) it

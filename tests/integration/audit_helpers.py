@@ -35,7 +35,8 @@ def connect(dsn):
 def setup_tables(dsn, tables=None):
     tables = tables or audit_store.AuditTables()
     conn = connect(dsn)
-    create_audit_tables(conn, tables.schema, tables.table, tables.anchor_table, tables.quarantine_table)
+    create_audit_tables(conn, tables.schema, tables.table, tables.anchor_table, tables.quarantine_table,
+                        tables.rotation_table)
     return conn
 
 

@@ -144,19 +144,21 @@ HOSTILE = ["tenant 'O\"Brien'; DROP TABLE x;--", "Ωmega\\\t\n", "", "😀 e\u03
 @pytest.mark.parametrize("tenant", HOSTILE, ids=range(len(HOSTILE)))
 def test_hostile_names_are_harmless(pg_dsn, tenant):
     tables = audit_store.AuditTables(schema="Sch'ema; --", table='audit "logs"; DROP TABLE x',
-                                     anchor_table="ánchors\u2028", quarantine_table="q;uarantine")
+                                     anchor_table="ánchors\u2028", quarantine_table="q;uarantine",
+                                     rotation_table='rot"ations\'; --')
     conn = h.setup_tables(pg_dsn, tables)
     h.load(conn, h.rows_for(tenant, 20) + h.rows_for("other", 3), tables)
     h.tamper(conn, tenant, [4], tables)
     res = h.run_module(alex_audit_verify, verify_args(
         pg_dsn, tenants=[tenant, "other", "nobody'); --"], schema=tables.schema, table=tables.table,
-        anchor_table=tables.anchor_table, quarantine_table=tables.quarantine_table))
+        anchor_table=tables.anchor_table, quarantine_table=tables.quarantine_table,
+        rotation_table=tables.rotation_table))
     assert res["tenants"][tenant]["segments"] == [{"first_seq": 4, "last_seq": 4, "rows": 1, "kind": "hmac_mismatch"}]
     assert res["tenants"]["other"]["verified"] is True
     assert res["tenants"]["nobody'); --"]["rows"] == 0
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (tables.schema,))
-        assert cur.fetchone()[0] == 3
+        assert cur.fetchone()[0] == 4
 
 
 def test_bad_input_fails_cleanly(pg_dsn):

@@ -7,9 +7,14 @@ the responder's and the lab's admin token. kubectl and the official client talk 
 import base64
 import json
 import os
+import pathlib
+import secrets
 import subprocess
+import time
 
+import psycopg2
 import pytest
+from psycopg2 import sql
 from ansible.module_utils.testing import patch_module_args
 
 from alexlab import pg as labpg
@@ -24,6 +29,7 @@ NS = "alexandria"
 SELECTOR = "app.kubernetes.io/instance=alexandria-ee"
 OBSERVER = "system:serviceaccount:alexandria:alexandria-ee-observer"
 RESPONDER_ROLE = "Role alexandria-ee-responder in extensions/rbac/"
+ROLES_SQL = pathlib.Path(__file__).resolve().parents[2] / "extensions" / "sql" / "alexandria_audit_roles.sql"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +147,8 @@ def test_observer_writes_are_403_in_the_api_servers_words(lab):
     ("responder", ["patch", "deployments/other"], "no"),
     ("responder", ["get", "pods", "--subresource=log"], "yes"),
     ("responder", ["update", "secrets/alexandria-ee-license"], "yes"),
-    ("responder", ["update", "secrets/alexandria-ee"], "no"),
+    ("responder", ["update", "secrets/alexandria-ee"], "yes"),  # alex_audit_key writes the audit keyring there
+    ("responder", ["update", "secrets/some-other-secret"], "no"),
     ("responder", ["list", "pods", "-n", "kube-system"], "no"),
     ("admin", ["patch", "deployments/alexandria-ee"], "yes"),
 ])
@@ -356,3 +363,173 @@ def test_license_apply_under_the_responder_works(lab, capsys):
     assert resource_versions(lab)[0] != deployment_rv and result["secret_resource_version"] != secret_rv
     stored = lab.client.secret_value("alexandria-ee-license", "license.blob")
     assert base64.b64encode(stored) and stored.decode("utf-8") == blob
+
+
+# -- every real run passes under the responder; a real run under the observer stops before its first change --------
+
+
+def test_api_not_serving_real_restart_under_the_responder(lab, play):
+    lab.cli("break", "orchestrator-crash")
+    ((before, _uid),) = pods(lab)
+    variables = dict(alex_target="alexandria", alex_report_dir=str(play.root / "reports"),
+                     alex_kubeconfig=kubeconfig(lab, "responder"), api_not_serving_allow_restart=True)
+    argv, env, stats = playbooks.playbook_command("api_not_serving", play.root, inventory=play.root / "inventory.yml",
+                                                  variables=variables)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=str(play.root))
+    try:
+        # The fault is transient from here on: lift it once the playbook has deleted the pod.
+        deadline = time.monotonic() + 120
+        while before in [name for name, _uid in pods(lab)] and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lab.cli("heal", "orchestrator-crash", "--no-wait")
+        out = proc.communicate(timeout=300)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    proc.stdout, proc.stderr = out, ""
+    real = playbooks.Run(proc, stats)
+    assert real.rc == 0, real.out[-3000:]
+    assert real.host("lab")["result"] == "remediated"
+    assert [a["action"] for a in real.host("lab")["actions"]][:1] == ["restart_pods"]
+    assert [name for name, _uid in pods(lab)] != [before]
+    lab.client.wait_ready(60)
+
+
+def test_quota_exceeded_license_upgrade_stops_under_the_observer_and_applies_under_the_responder(lab, play):
+    current = lab.api("GET", "/license", auth=False)[1]
+    lab.cli("break", "tenants-exhausted")
+    try:
+        blob_file = play.root / "more-tenants.blob"
+        blob_file.write_text(lab.cli("license", "mint", "--seats", str(current["max_seats"]), "--tenants",
+                                     str(current["max_tenants"] + 4), "--tier", "enterprise").stdout.strip())
+        os.chmod(blob_file, 0o600)
+        before = resource_versions(lab)
+        real = play("quota_exceeded", quota_exceeded_license_blob_file=str(blob_file))
+        assert real.rc != 0
+        assert 'missing Kubernetes permission: update secrets "alexandria-ee-license" in namespace alexandria ' \
+               '(granted by %s' % RESPONDER_ROLE in real.failure(), real.failure()
+        assert resource_versions(lab) == before
+        applied = play("quota_exceeded", quota_exceeded_license_blob_file=str(blob_file),
+                       alex_kubeconfig=kubeconfig(lab, "responder"))
+        assert applied.rc == 0, applied.out[-3000:]
+        assert applied.host("lab")["result"] == "remediated"
+        assert lab.api("GET", "/license", auth=False)[1]["max_tenants"] == current["max_tenants"] + 4
+    finally:
+        lab.cli("heal", "tenants-exhausted")
+
+
+def test_quota_exceeded_seat_deactivation_under_the_responder(lab, play):
+    lab.cli("seed-users", "--inactive", "3", "--inactive-days", "120")
+    lab.cli("break", "seats-exhausted")
+    try:
+        real = play("quota_exceeded", quota_exceeded_free_seats=True, quota_exceeded_max_deactivate=10,
+                    alex_kubeconfig=kubeconfig(lab, "responder"))
+        assert real.rc == 0, real.out[-3000:]
+        assert real.host("lab")["result"] == "remediated"
+        usage = lab.api("GET", "/license", auth=False)[1]
+        assert usage["current_seats"] < usage["max_seats"]
+    finally:
+        lab.cli("heal", "seats-exhausted")
+
+
+def test_audit_chain_real_retire_and_rollback_under_the_responder(lab, play):
+    lab.cli("seed-audit", "--tenants", "1", "--rows", "40", "--prefix", "resp")
+    lab.cli("break", "audit-tamper", "--tenant", "resp-001", "--seq", "5-6")
+    responder = dict(alex_kubeconfig=kubeconfig(lab, "responder"), audit_chain_evidence_dir=str(play.root / "ev"),
+                     audit_chain_incident_id="INC-RESP", audit_chain_signoff="CR-RESP", audit_chain_confirm=True)
+    try:
+        real = play("audit_chain_failure", **responder)
+        assert real.rc == 0, real.out[-3000:]
+        assert real.host("lab")["result"] == "retired"
+        report = json.loads((play.root / "ev" / "INC-RESP" / "incident-report.json").read_text())
+        assert report["status"] == "retired" and report["verification_after"]["verified"] is True
+        # The verification's audit write through the API came after the backup: the rollback drops it, knowingly.
+        rollback = play("audit_chain_rollback", audit_chain_backup=report["backup"]["file"],
+                        audit_chain_confirm_rollback=True, audit_chain_accept_loss=True,
+                        alex_kubeconfig=kubeconfig(lab, "responder"))
+        assert rollback.rc == 0, rollback.out[-3000:]
+        assert rollback.host("lab")["result"] == "restored", rollback.host("lab")
+    finally:
+        lab.cli("heal", "audit-tamper", check=False)
+
+
+def test_backup_restore_check_under_the_observer_and_real_drill_under_the_responder(lab, play):
+    lab.cli("seed-audit", "--tenants", "1", "--rows", "20", "--prefix", "drill")
+    drill = dict(backup_restore_dir=str(play.root / "drill"))
+    rehearsal = play("backup_restore", "--check", **drill)
+    assert rehearsal.rc == 0, rehearsal.out[-3000:]
+    assert rehearsal.host("lab")["result"] == "planned"
+    real = play("backup_restore", alex_kubeconfig=kubeconfig(lab, "responder"), **drill)
+    assert real.rc == 0, real.out[-3000:]
+    assert real.host("lab")["result"] == "no_loss", real.host("lab")
+    actions = [a["action"] for a in real.host("lab")["actions"]]
+    assert actions == ["take_backup", "restore_into_scratch_database", "drop_scratch_database"]
+
+
+@pytest.fixture
+def db_login(lab):
+    """A function making a login role of the lab's database IN a shipped PostgreSQL role (extensions/sql/); returns
+    its DSN. Dropped afterwards."""
+    made = []
+    admin = lab.info["dsn"]
+    conn = psycopg2.connect(admin)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(ROLES_SQL.read_text())
+
+    def make(group):
+        name, password = "alex_rbac_%s" % secrets.token_hex(4), secrets.token_hex(12)
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s NOSUPERUSER IN ROLE {}").format(
+                sql.Identifier(name), sql.Identifier(group)), (password,))
+        made.append(name)
+        return psycopg2.extensions.make_dsn(admin, user=name, password=password)
+    yield make
+    with conn.cursor() as cur:
+        for name in made:
+            cur.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    conn.close()
+
+
+def audit_state(lab):
+    """Every row of the three audit tables (the lab's own connection)."""
+    conn = lab.client.connect()
+    try:
+        with conn.cursor() as cur:
+            state = []
+            for table in ("audit_logs", "audit_chain_anchors", "audit_quarantine"):
+                cur.execute(sql.SQL("SELECT * FROM {} ORDER BY 1, 2").format(sql.Identifier(table)))
+                state.append(cur.fetchall())
+        return state
+    finally:
+        conn.close()
+
+
+def test_audit_chain_real_retire_stops_under_the_reader_and_retires_under_the_retirer(lab, play, db_login):
+    """Scenario 3 changes only the database: its real run needs only the observer in Kubernetes, and the database
+    role decides. Under alexandria_audit_reader it stops before the retirement, naming what is missing."""
+    lab.cli("seed-audit", "--tenants", "1", "--rows", "30", "--prefix", "dbrole")
+    lab.cli("break", "audit-tamper", "--tenant", "dbrole-001", "--seq", "7-8")
+    # The shipped roles read only the audit tables: the backup before the retirement holds just those.
+    gates = dict(audit_chain_evidence_dir=str(play.root / "ev-db"), audit_chain_signoff="CR-DB",
+                 audit_chain_confirm=True, audit_chain_backup_scope="audit_tables")
+    try:
+        before = audit_state(lab)
+        reader = play("audit_chain_failure", alex_dsn=db_login("alexandria_audit_reader"),
+                      audit_chain_incident_id="INC-READER", **gates)
+        assert reader.rc != 0
+        # The retirement task loops over tenants: the refusal is its item's message.
+        refusal = [line for line in reader.out.splitlines() if "refusing to retire: the database role" in line][0]
+        assert "lacks DELETE on public.audit_logs, INSERT on public.audit_quarantine, INSERT on " \
+               "public.audit_chain_anchors" in refusal and "alexandria_audit_retirer" in refusal, refusal
+        assert reader.host("lab")["result"] == "failed"
+        assert audit_state(lab) == before
+        retirer = play("audit_chain_failure", alex_dsn=db_login("alexandria_audit_retirer"),
+                       audit_chain_incident_id="INC-RETIRER", **gates)
+        assert retirer.rc == 0, retirer.failure() or retirer.out[-3000:]
+        assert retirer.host("lab")["result"] == "retired"
+    finally:
+        lab.cli("heal", "audit-tamper", check=False)

@@ -32,6 +32,7 @@ AUDIT = dict(dsn=CLOSED_DSN, host=CLOSED_URL, kubeconfig="{tmp}/no-kubeconfig")
 BASELINE = {
     "alex_api_log": dict(K8S, wait_timeout=1, wait_sleep=0.5),
     "alex_audit_backup": dict(AUDIT, dest="{tmp}/out/backup.dump"),
+    "alex_audit_key": dict(AUDIT, reason="planned", change_ref="CHG-1", wait_timeout=1),
     "alex_audit_export": dict(AUDIT, hmac_key=SECRETS["hmac_key"], tenant="acme", dest="{tmp}/out/acme.csv"),
     "alex_audit_report": dict(dest="{tmp}/out/report", incident_id="INC-1", verify={"tenants": {}, "broken": []}),
     "alex_audit_retire": dict(AUDIT, hmac_key=SECRETS["hmac_key"], tenant="acme"),

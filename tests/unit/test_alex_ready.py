@@ -267,10 +267,12 @@ def test_dns_failure(capsys):
 def test_tls_unknown_ca_fails_clearly(serve, tls_files, capsys):
     ctx, _ca = tls_files
     server = serve({"/ready": js(200, READY), "/license": js(200, LICENSE)}, tls=ctx)
-    res = run(dict(base_url=server.url, retries=0), capsys)
-    assert res["ready"] is False and res["status"] is None
-    assert res["reason"] == ("GET /ready: TLS failure: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
-                             "unable to get local issuer certificate")
+    # A certificate that fails its check is a configuration error: the module fails at once, retries or not.
+    res = run(dict(base_url=server.url, retries=3), capsys)
+    assert res["failed"] is True and "exception" not in res
+    assert res["msg"] == ("GET /ready: TLS failure: the API's certificate is not trusted (certificate verify failed: "
+                          "unable to get local issuer certificate): pass ca_path with the CA certificate that signed it")
+    assert server.routes.hits.get("/ready", 0) == 0
     assert "Traceback" not in json.dumps(res)
 
 

@@ -409,3 +409,29 @@ def test_roles_read_every_gate_and_number_through_a_filter():
             for name in bare_uses(text, key in CONDITION_KEYS, typed):
                 problems.append("%s: %s in %r" % (path.relative_to(REPO), name, text.strip()[:80]))
     assert problems == []
+
+
+def empty_text_answers(config):
+    """The survey variables of type text whose answer may be empty (a default "" or not required)."""
+    names = set()
+    for survey in [t for t in config["controller_templates"] if t.get("survey_enabled")] + config["controller_workflows"]:
+        for question in survey["survey_spec"]["spec"]:
+            if question["type"] == "text" and (question.get("default") == "" or not question.get("required")):
+                names.add(question["variable"])
+    return names
+
+
+def test_roles_read_an_empty_text_answer_as_empty_not_none(config):
+    """AWX writes survey answers tagged !unsafe, and ansible-core 2.19 reads `!unsafe ''` back as None: every use of
+    a text answer that may be empty goes through | default('', true) (None | length fails, None | trim is "None")."""
+    names = empty_text_answers(config)
+    assert {"alex_expected_plan_hash", "audit_chain_signoff", "backup_restore_backup"} <= names
+    pattern = re.compile(r"\b(%s)\b(?!\s*\|\s*default\(''\s*,\s*true\))" % "|".join(map(re.escape, sorted(names))))
+    problems = []
+    for path in sorted(REPO.glob("roles/*/tasks/*.yml")):
+        for _key, text in strings(yaml.safe_load(path.read_text())):
+            for expression in re.findall(r"\{\{(.*?)\}\}|\{%(.*?)%\}", text, re.S):
+                expression = re.sub(r"'[^']*'", "''", "".join(expression))  # prose in string literals
+                problems += ["%s: %s in %r" % (path.relative_to(REPO), m.group(1), expression.strip()[:80])
+                             for m in pattern.finditer(expression)]
+    assert problems == [], "\n".join(problems)
