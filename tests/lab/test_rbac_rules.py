@@ -224,7 +224,7 @@ def test_responder_includes_every_observer_rule(namespace):
 
 @pytest.mark.parametrize("request_", [
     req("get", "secrets", "other-secret"), req("list", "secrets"), req("watch", "pods"),
-    req("update", "secrets", "alexandria-ee"), req("patch", "deployments", "other", "apps"),
+    req("update", "secrets", "other-secret"), req("patch", "deployments", "other", "apps"),
     req("delete", "deployments", "alexandria-ee", "apps"), req("patch", "deployments/scale", "alexandria-ee", "apps"),
     req("create", "pods/exec", "alexandria-ee-abc-xyz"), req("get", "services/proxy", "other:80"),
     req("list", "pods", namespace="kube-system"), req("get", "namespaces", "alexandria", namespace=None),
