@@ -335,3 +335,22 @@ def test_a_concurrent_change_of_the_set_is_refused_not_overwritten(lab, rotated)
         workload.write_secret_values(ISSUERS, {"issuers.json": li.dump_set(li.empty_set())}, stale)
     assert "409" in str(err.value) or "Conflict" in str(err.value)
     assert secret(lab, ISSUERS) == current
+
+
+def test_the_playbook_rotates_the_audit_hmac_key_through_the_same_gates_and_record(lab, keys, tmp_path):
+    """key_rotation_target=audit_hmac: main.yml's gates, then tasks/audit_hmac.yml (alex_audit_key), then the same
+    run record and set_stats; a second run with the same change reference changes nothing."""
+    variables = dict(
+        alex_base_url=lab.info["api_url"], alex_kubeconfig=lab.info["kubeconfig"], alex_namespace=NS,
+        alex_target="localhost", key_rotation_target="audit_hmac", key_rotation_reason="planned",
+        key_rotation_change_ref="CHG-AUDIT-1", key_rotation_confirm=True, key_rotation_wait_timeout=120)
+    run = playbooks.run_playbook("key_rotation", tmp_path, "-vvv", variables=variables)
+    assert run.rc == 0, run.out
+    result = run.custom["key_rotation"]
+    assert result["target"] == "audit_hmac" and result["changed"] is True
+    assert run.host("localhost")["result"] == "rotated"
+    assert run.record("localhost")["plan"][0]["action"] == "rotate_audit_hmac_key"
+    assert lab.info["hmac_key"] not in run.out
+    again = playbooks.run_playbook("key_rotation", tmp_path, variables=variables)
+    assert again.rc == 0, again.out
+    assert again.custom["key_rotation"]["changed"] is False and again.host("localhost")["result"] == "unchanged"
