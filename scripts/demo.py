@@ -11,6 +11,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(sys.executable).parent
@@ -111,6 +112,27 @@ def main():
         s2b = playbook("quota_exceeded", work, quota_exceeded_free_seats=True, quota_exceeded_max_deactivate=5)
         show(s2b, "quota_exceeded", ["exhausted", "result", "deactivated", "headroom"])
 
+        say("Key rotation after compromise - the license issuer key leaked: trust the new key, apply, revoke the old")
+        new_key = json.loads(alexlab("license", "issuer-key", "--name", "rotated"))
+        old_key = json.loads(alexlab("license", "issuer-key", "--name", "issuer"))
+        rotated_blob = pathlib.Path(work) / "rotated.blob"
+        rotated_blob.write_text(alexlab("license", "mint", "--seats", "25", "--tenants", "5", "--tier", "enterprise",
+                                        "--key", "rotated"))
+        os.chmod(rotated_blob, 0o600)
+        rotation = dict(key_rotation_target="license_issuer", key_rotation_reason="compromise",
+                        key_rotation_compromised_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600)),
+                        key_rotation_new_issuer_public_key=new_key["public_key_hex"],
+                        key_rotation_license_blob_file=str(rotated_blob),
+                        key_rotation_revoke_issuer_key_id=old_key["key_id"])
+        print("  without a change reference and the confirmation, the gate stops it:")
+        playbook("key_rotation", work, expect_ok=False, **rotation)
+        rotated = playbook("key_rotation", work, key_rotation_change_ref="CHG-DEMO-0002", key_rotation_confirm=True,
+                           **rotation)
+        rotated = show(rotated, "key_rotation", ["changed", "ids_before", "ids_after", "verification"])
+        if (rotated.get("verification") or {}).get("previous_blob_reason") != "revoked_issuer":
+            raise SystemExit("demo: the blob signed by the revoked key is not refused: %s" % rotated)
+        print("  the old key's blobs are now refused (revoked_issuer); /license serves the blob of the new key")
+
         say("Scenario 3: audit chain failure - rows 40-45 of tenant demo-001 edited in place")
         alexlab("seed-audit", "--tenants", "2", "--rows", "200", "--prefix", "demo")
         alexlab("break", "audit-tamper", "--tenant", "demo-001", "--seq", "40-45")
@@ -137,9 +159,8 @@ def main():
     finally:
         say("alexlab down")
         print(alexlab("down", check=False))
-    print("\ndemo: all three runbook scenarios and the audit chain watch ran end to end against the lab; run "
-          "records in %s"
-          % os.path.join(work, "alexandria-reports"))
+    print("\ndemo: all three runbook scenarios, a key rotation and the audit chain watch ran end to end against the "
+          "lab; run records in %s" % os.path.join(work, "alexandria-reports"))
     return 0
 
 

@@ -9,15 +9,18 @@ Deployment's env and the Secrets it references, at container start):
     ALEX_AUDIT_HMAC_KEYRING         Secret <release>, key audit-hmac-keyring (optional; the key epochs' keyring)
     ALEX_ADMIN_TOKEN                Secret <release>, key admin-token
     ALEX_LICENSE_BLOB               Secret <release>-license, key license.blob (optional)
-    ALEX_LICENSE_ISSUER_PUBLIC_KEY  the issuer's public key (PEM)
+    ALEX_LICENSE_ISSUER_PUBLIC_KEY  the issuer's public key (PEM), trusted when there is no issuer set
+    ALEX_LICENSE_ISSUERS            Secret <release>-license-issuers, key issuers.json (optional): the trusted
+                                    issuer set, which replaces the single key when present
     ALEX_ORCHESTRATOR_SOCKET        /run/alexandria/orchestrator.sock (relative to the pod directory)
     ALEX_ORCHESTRATOR_DEADLINE      seconds, default 2
     ALEX_TLS_CERT_FILE              with ALEX_TLS_KEY_FILE: serve HTTPS with this certificate (alexlab up --api-tls)
     ALEX_TLS_KEY_FILE               its private key
 
-The license is read once, at start: a new blob in the Secret needs a restart (rollout restart). So is
-the audit keyring: at start, before verifying, the API writes a rotation record for every tenant whose
-chain is not yet on the keyring's active key (and logs "audit key rotated" for each).
+The license and the issuer set are read once, at start: a new blob or a changed set in the Secrets needs a
+restart (rollout restart). So is the audit keyring: at start, before verifying, the API writes a rotation
+record for every tenant whose chain is not yet on the keyring's active key (and logs "audit key rotated" for
+each).
 """
 import datetime
 import hmac
@@ -43,6 +46,7 @@ from alexlab.common import SOCKET_PATH, log_line
 from alexlab.shared import audit_chain as ac
 from alexlab.shared import audit_keyring as akr
 from alexlab.shared import license_codec as lc
+from alexlab.shared import license_issuers as li
 
 
 def log(level, message):
@@ -52,16 +56,26 @@ def log(level, message):
 class License:
     """The license as loaded at start; `check()` also applies expiry as time passes."""
 
-    def __init__(self, blob, issuer_pem):
+    def __init__(self, blob, issuer_pem, issuer_set=None):
         self.claims = None
         self.reason = None
         self.decoded = None  # claims readable even when invalid (wrong issuer, bad signature, expired)
-        try:
-            public_key = lc.load_public_key(issuer_pem)
-        except ValueError as exc:
-            self.reason = "malformed"
-            log("error", "license issuer key unusable: %s" % exc)
-            return
+        if issuer_set:
+            try:
+                trust = li.parse_set(issuer_set)
+            except li.IssuerSetInvalid as exc:  # trust nobody rather than guess
+                log("error", "license issuer set invalid: %s" % exc)
+                trust = li.empty_set()
+            ids = li.ids_by_status(trust)
+            log("info", "license issuer set: trusted=%s pending=%s revoked=%s" % (
+                ",".join(ids["trusted"]) or "-", ",".join(ids["pending"]) or "-", ",".join(ids["revoked"]) or "-"))
+        else:
+            try:
+                trust = lc.load_public_key(issuer_pem)
+            except ValueError as exc:
+                self.reason = "malformed"
+                log("error", "license issuer key unusable: %s" % exc)
+                return
         if not blob:
             self.reason = "missing"
             return
@@ -70,12 +84,12 @@ class License:
         except lc.LicenseInvalid:
             self.decoded = None
         try:
-            self.claims = lc.decode_license(blob, public_key)
+            self.claims = li.decode_license(blob, trust)
         except lc.LicenseInvalid as exc:
             self.reason = exc.reason
 
     def check(self):
-        """None when valid, else the reason (missing, malformed, wrong_issuer, bad_signature, expired)."""
+        """None when valid, else the reason (lc.REASONS: missing, malformed, the issuer's, bad_signature, expired)."""
         if self.reason:
             return self.reason
         if lc.parse_time(self.claims["expires_at"]) <= datetime.datetime.now(datetime.timezone.utc):
@@ -106,7 +120,8 @@ class App:
         self.admin_token = env.get("ALEX_ADMIN_TOKEN", "")
         self.socket_path = env.get("ALEX_ORCHESTRATOR_SOCKET", SOCKET_PATH)
         self.deadline = float(env.get("ALEX_ORCHESTRATOR_DEADLINE", "2"))
-        self.license = License(env.get("ALEX_LICENSE_BLOB"), env.get("ALEX_LICENSE_ISSUER_PUBLIC_KEY", ""))
+        self.license = License(env.get("ALEX_LICENSE_BLOB"), env.get("ALEX_LICENSE_ISSUER_PUBLIC_KEY", ""),
+                               env.get("ALEX_LICENSE_ISSUERS"))
         self.db = api_store.Db(self.dsn)
         self.anchors_seen = set()
         self.verify_lock = threading.Lock()

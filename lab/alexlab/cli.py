@@ -315,6 +315,12 @@ def cmd_license(args):
     return 0
 
 
+def cmd_issuer_key(args):
+    """Make (once) a named issuer key and print its public half: what an issuer hands over at a key rotation."""
+    print(json.dumps(labkeys.ensure_issuer_key(Layout(args.dir), args.name), indent=2, sort_keys=True))
+    return 0
+
+
 def inventory_host_vars(info):
     """The alex_* host variables the scenario playbooks read, for one lab deployment."""
     tls = {"alex_api_ca_path": info["api_ca"]} if info.get("api_tls") else {}
@@ -410,14 +416,21 @@ def build_parser():
     lic = sub("license", None, "license blobs")
     lic_subs = lic.add_subparsers(dest="license_command", required=True, parser_class=Parser)
     mint = lic_subs.add_parser("mint", help="print a blob signed by the lab's issuer key (or another key)")
+    mint.set_defaults(func=cmd_license)
     mint.add_argument("--dir", default=argparse.SUPPRESS)
     mint.add_argument("--seats", type=int, required=True)
     mint.add_argument("--tenants", type=int, required=True)
     mint.add_argument("--tier", required=True, choices=["starter", "business", "enterprise"])
     mint.add_argument("--expires-in", type=float, default=365.0, metavar="DAYS")
-    mint.add_argument("--key", default="issuer", choices=["issuer", "other"])
+    mint.add_argument("--key", default="issuer", metavar="KEY",
+                      help="issuer (the lab's issuer key), other (a fresh key no one trusts), or the NAME of a key "
+                           "made with `license issuer-key --name NAME`")
     mint.add_argument("--customer", default="Alexandria Lab")
-    mint.set_defaults(func=cmd_license)
+    issuer_key = lic_subs.add_parser("issuer-key", help="make (once) a named issuer key and print its public key "
+                                                        "and key id as JSON; the private key stays in the lab")
+    issuer_key.add_argument("--dir", default=argparse.SUPPRESS)
+    issuer_key.add_argument("--name", required=True)
+    issuer_key.set_defaults(func=cmd_issuer_key)
     return parser
 
 

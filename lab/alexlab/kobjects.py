@@ -69,6 +69,8 @@ def deployment_obj(namespace, release, api_addr, issuer_pem, tls_files=None):
                  secret_env("ALEX_ADMIN_TOKEN", release, "admin-token"),
                  secret_env("ALEX_LICENSE_BLOB", release + "-license", "license.blob", optional=True),
                  {"name": "ALEX_LICENSE_ISSUER_PUBLIC_KEY", "value": issuer_pem},
+                 # The trusted issuer set (docs/contract.md section 3); when present it replaces the single key.
+                 secret_env("ALEX_LICENSE_ISSUERS", release + "-license-issuers", "issuers.json", optional=True),
                  {"name": "ALEX_ORCHESTRATOR_SOCKET", "value": SOCKET_PATH},
                  {"name": "ALEX_HTTP_ADDR", "value": api_addr}] + tls_env,
          "readinessProbe": {"httpGet": probe, "periodSeconds": 2,

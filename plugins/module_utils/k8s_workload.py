@@ -61,6 +61,12 @@ def restart_stamp(now=None):
     return now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def template_annotation(deployment, key):
+    """An annotation of a Deployment dict's pod template, or None."""
+    template = ((deployment or {}).get("spec") or {}).get("template") or {}
+    return ((template.get("metadata") or {}).get("annotations") or {}).get(key)
+
+
 def rollout_state(deployment):
     """(done, detail) for a Deployment dict, with the checks ``kubectl rollout status`` makes.
 
@@ -153,9 +159,12 @@ class Workload:
         return self._call("reading Deployment %s/%s" % (self.namespace, name),
                           self.apps.read_namespaced_deployment, name, self.namespace)
 
-    def restart_deployment(self, name, stamp=None):
-        """Patch the pod template's restart annotation (what ``kubectl rollout restart`` writes)."""
-        body = {"spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: stamp or restart_stamp()}}}}}
+    def restart_deployment(self, name, stamp=None, annotations=None):
+        """Patch the pod template's restart annotation (what ``kubectl rollout restart`` writes), and any other
+        pod template annotations given in the same patch."""
+        wanted = dict(annotations or {})
+        wanted[RESTART_ANNOTATION] = stamp or restart_stamp()
+        body = {"spec": {"template": {"metadata": {"annotations": wanted}}}}
         return self._call("patching the restart annotation of Deployment %s/%s" % (self.namespace, name),
                           self.apps.patch_namespaced_deployment, name, self.namespace, body,
                           _content_type=STRATEGIC_MERGE)

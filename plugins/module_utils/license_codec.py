@@ -30,7 +30,10 @@ except ImportError:
 
 PREFIX = "ALXLIC1"
 TIERS = ("starter", "business", "enterprise")
-REASONS = ("missing", "malformed", "wrong_issuer", "bad_signature", "expired")
+# In the order of verification (docs/contract.md section 3). wrong_issuer is the single configured key's
+# refusal; unknown_issuer, revoked_issuer and pending_issuer are the trusted issuer set's (license_issuers.py).
+REASONS = ("missing", "malformed", "wrong_issuer", "unknown_issuer", "revoked_issuer", "pending_issuer",
+           "bad_signature", "expired")
 CLAIM_TYPES = (
     ("license_id", str),
     ("customer", str),
@@ -178,6 +181,12 @@ def decode_license(blob, public_key, now=None):
         raise LicenseInvalid(
             "wrong_issuer", "signed by issuer key %s, expected %s" % (claims["issuer_key_id"], expected_kid)
         )
+    return check_signature_and_expiry(claims, payload, signature, public_key, now)
+
+
+def check_signature_and_expiry(claims, payload, signature, public_key, now=None):
+    """The last two checks of every verification, once the issuer's key is chosen: signature, then expiry."""
+    _require_crypto()
     try:
         public_key.verify(signature, payload)
     except InvalidSignature:

@@ -13,6 +13,7 @@ __metaclass__ = type
 import datetime
 
 from ansible_collections.alexandria.ee.plugins.module_utils import license_codec as lc
+from ansible_collections.alexandria.ee.plugins.module_utils import license_issuers as li
 
 QUOTAS = ("seats", "tenants")
 TIER_RANK = {"starter": 0, "business": 1, "enterprise": 2}
@@ -75,8 +76,10 @@ def public_claims(claims):
     return dict((k, claims[k]) for k in CLAIM_ORDER if k in claims)
 
 
-def validate_blob(blob, public_key, now=None):
+def validate_blob(blob, trust, now=None):
     """Check a blob in contract order (structure, issuer, signature, expiry).
+
+    trust is the trusted issuer set (a dict, license_issuers.parse_set) or the single issuer public key.
 
     Returns a dict: valid, reason (None when valid), detail, fingerprint, claims (decoded claims when the
     structure could be read, even for an invalid blob, so an operator sees what was offered).
@@ -89,12 +92,33 @@ def validate_blob(blob, public_key, now=None):
     try:
         claims, _payload, _sig = lc.parse_license(blob)
         result["claims"] = public_claims(claims)
-        lc.decode_license(blob, public_key, now=now)
+        li.decode_license(blob, trust, now=now)
     except lc.LicenseInvalid as exc:
         result.update(reason=exc.reason, detail=exc.detail)
         return result
     result["valid"] = True
     return result
+
+
+def describe_blob(blob, trust=None, now=None):
+    """Claims, fingerprint and validity of a stored blob (None-safe, nothing raised); valid is None when no
+    trust (set or key) is given to check it against."""
+    if not blob or not blob.strip():
+        return dict(claims=None, fingerprint=None, valid=False, reason="missing")
+    if trust is not None:
+        check = validate_blob(blob, trust, now=now)
+        return dict(claims=check["claims"], fingerprint=check["fingerprint"], valid=check["valid"],
+                    reason=check["reason"])
+    try:
+        claims = public_claims(lc.parse_license(blob)[0])
+    except lc.LicenseInvalid as exc:
+        return dict(claims=None, fingerprint=lc.blob_fingerprint(blob), valid=None, reason=exc.reason)
+    return dict(claims=claims, fingerprint=lc.blob_fingerprint(blob), valid=None, reason=None)
+
+
+def status_doc_from(status):
+    """The /license fields back from a quota_status() result."""
+    return dict((k, status.get(k)) for k in LICENSE_KEYS)
 
 
 def downgrade_problems(claims, current_seats, current_tenants):

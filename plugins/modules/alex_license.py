@@ -13,11 +13,14 @@ short_description: Read quota usage, validate and apply Alexandria EE license bl
 version_added: 0.1.0
 description:
   - O(state=query) reads C(GET /license) and reports usage, limits, headroom and which quota is exhausted.
-  - O(state=validate) checks a license blob against the issuer public key (structure, issuer, signature,
-    expiry, tier, counts) and returns its decoded claims. The blob comes from O(blob), O(blob_file), or,
+  - O(state=validate) checks a license blob against what the product trusts (structure, issuer, signature,
+    expiry, tier, counts) and returns its decoded claims. The product trusts the release's trusted issuer set
+    (Secret C(<release>-license-issuers), see O(issuer_set)) when it has one, otherwise the single key
+    O(issuer_public_key). The blob comes from O(blob), O(blob_file), or,
     when neither is given, from the license Secret.
   - O(state=present) writes a new blob to the license Secret. It refuses an invalid, expired or wrong-issuer
-    blob, and a downgrade (fewer seats or tenants than in use) unless O(force=true). The previous blob is kept
+    blob (and one signed by an unknown, revoked or not yet trusted issuer key of the set), leaving the Secret
+    unchanged, and a downgrade (fewer seats or tenants than in use) unless O(force=true). The previous blob is kept
     in the same Secret under O(backup_secret_key) so that O(state=rollback) can restore it.
   - O(state=rollback) puts the blob kept under O(backup_secret_key) back under O(license_secret_key).
   - The blob is never returned, logged or shown in a diff; results carry its claims and a short fingerprint.
@@ -58,8 +61,29 @@ options:
   issuer_public_key:
     description:
       - The issuer's Ed25519 public key, PEM C(PUBLIC KEY) or 64 hex digits. Not a secret.
-      - Required for O(state=validate) and O(state=present).
+      - The single key the product trusts when the release has no trusted issuer set. Required then for
+        O(state=validate) and O(state=present), and always with O(issuer_set=ignore).
     type: str
+  issuer_set:
+    description:
+      - Which issuers a blob is checked against.
+      - V(auto) reads the release's trusted issuer set (O(issuer_set_secret)) and, when the release has none,
+        uses O(issuer_public_key), as the product does.
+      - V(require) fails when the release has no issuer set.
+      - V(ignore) checks against O(issuer_public_key) alone, without asking Kubernetes (offline validation).
+      - With O(state=rollback) the restored blob is checked when a set or O(issuer_public_key) is there.
+    type: str
+    choices: [auto, require, ignore]
+    default: auto
+  issuer_set_secret:
+    description:
+      - Name of the Secret holding the trusted issuer set. Defaults to C(<release>-license-issuers).
+    type: str
+  issuer_set_secret_key:
+    description:
+      - Key of the issuer set (JSON, docs/contract.md section 3) in O(issuer_set_secret).
+    type: str
+    default: issuers.json
   force:
     description:
       - Apply a blob with fewer seats or tenants than are in use (the API then answers 402 to new users or
@@ -126,13 +150,15 @@ notes:
     C(kubectl auth can-i) does) for every change they will make - C(update) the license Secret (C(create) when
     it does not exist), and with O(restart=true) C(patch) and C(get) the Deployment. When one is missing they
     fail before any change, naming it and the shipped Role that grants it (C(alexandria-ee-responder),
-    C(extensions/rbac/)). Reading needs C(get) on the license Secret (C(alexandria-ee-observer)).
+    C(extensions/rbac/)). Reading needs C(get) on the license Secret and, unless O(issuer_set=ignore), on the
+    issuer set Secret (C(alexandria-ee-observer)).
 requirements:
   - kubernetes (for the Secret and the Deployment)
   - requests
   - cryptography
 seealso:
   - module: alexandria.ee.alex_seats
+  - module: alexandria.ee.alex_license_issuers
 '''
 
 EXAMPLES = r'''
@@ -173,7 +199,9 @@ valid:
   returned: always
   type: bool
 reason:
-  description: Why it is not valid, one of C(missing), C(malformed), C(wrong_issuer), C(bad_signature), C(expired).
+  description:
+    - Why it is not valid, one of C(missing), C(malformed), C(wrong_issuer), C(unknown_issuer), C(revoked_issuer),
+      C(pending_issuer), C(bad_signature), C(expired).
   returned: always
   type: str
 current_seats:
@@ -232,6 +260,11 @@ fingerprint:
   description: First 12 hex digits of the SHA-256 of the blob checked or applied; safe to show.
   returned: state is validate, present or rollback
   type: str
+trusted_by:
+  description: What the blob was checked against, the release's trusted issuer set (naming its Secret) or C(issuer_public_key).
+  returned: state is validate or present
+  type: str
+  sample: trusted issuer set in Secret alexandria/alexandria-ee-license-issuers key issuers.json
 source:
   description: Where the checked blob came from (C(argument), or the Secret and key it was read from).
   returned: state is validate
@@ -292,11 +325,10 @@ api_route:
   sample: service_proxy
 '''
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.alexandria.ee.plugins.module_utils import license_codec as lc
+from ansible_collections.alexandria.ee.plugins.module_utils import license_k8s as lk
 from ansible_collections.alexandria.ee.plugins.module_utils import license_logic as ll
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
@@ -323,6 +355,7 @@ def argument_spec():
         rollback_from=dict(type=arg_checks.text(256, "a blob fingerprint")),
         deployment=dict(type=arg_checks.k8s_name()),
     )
+    spec.update(lk.issuer_set_spec(arg_checks))
     return spec
 
 
@@ -332,6 +365,7 @@ class Runner:
         self.p = module.params
         self._api = None
         self._workload = None
+        self.trusted_by = None
         self.secret_name = kw.license_secret_name(self.p["release"], self.p["license_secret"])
 
     # -- connections -------------------------------------------------------------------------------
@@ -360,13 +394,18 @@ class Runner:
             self.module.no_log_values.add(value.strip())
         return value
 
-    def public_key(self):
-        if not self.p["issuer_public_key"]:
-            self.fail("issuer_public_key is required for state=%s" % self.p["state"])
+    def trust(self, optional=False):
+        """The trusted issuer set of the release, or issuer_public_key (lk.resolve_trust); with optional, None
+        when neither is there (a rollback without a way to check the blob it restores)."""
+        if optional and self.p["issuer_set"] == "ignore" and not self.p["issuer_public_key"]:
+            return None
         try:
-            return lc.load_public_key(self.p["issuer_public_key"])
+            trust, self.trusted_by = lk.resolve_trust(self.p, self.workload)
         except ValueError as exc:
             self.fail(str(exc))
+        if trust is None and not optional:
+            self.fail(self.trusted_by)
+        return trust
 
     def license_doc(self):
         return self.api().call_json("GET", "/license", auth=False)
@@ -394,14 +433,14 @@ class Runner:
         return dict(changed=False, **status)
 
     def validate(self):
-        key = self.public_key()
+        key = self.trust()
         blob = self.given_blob()
         source = "argument"
         if blob is None:
             _secret, blob, _backup = self.read_secret()
             source = "secret %s/%s key %s" % (self.p["namespace"], self.secret_name, self.p["license_secret_key"])
         check = ll.validate_blob(blob, key)
-        result = dict(changed=False, source=source, downgrade=[], **check)
+        result = dict(changed=False, source=source, trusted_by=self.trusted_by, downgrade=[], **check)
         if self.p["base_url"] and check["claims"]:
             status = ll.quota_status(self.license_doc())
             result["downgrade"] = ll.downgrade_problems(check["claims"], status["current_seats"],
@@ -409,15 +448,17 @@ class Runner:
         return result
 
     def present(self):
-        key = self.public_key()
+        key = self.trust()
         blob = self.given_blob()
         if blob is None:
             self.fail("state=present needs blob or blob_file")
         check = ll.validate_blob(blob, key)
         if not check["valid"]:
-            self.fail("refusing to apply the license blob (fingerprint %s): %s: %s" % (
-                check["fingerprint"], check["reason"], check["detail"]),
-                reason=check["reason"], claims=check["claims"], fingerprint=check["fingerprint"])
+            self.fail("refusing to apply the license blob (fingerprint %s): %s: %s (checked against the %s); "
+                      "the license Secret is unchanged" % (check["fingerprint"], check["reason"], check["detail"],
+                                                           self.trusted_by),
+                      reason=check["reason"], claims=check["claims"], fingerprint=check["fingerprint"],
+                      trusted_by=self.trusted_by)
         claims = check["claims"]
         status = ll.quota_status(self.license_doc())
         downgrade = ll.downgrade_problems(claims, status["current_seats"], status["current_tenants"])
@@ -428,7 +469,7 @@ class Runner:
         if downgrade:
             warnings.append("applying a downgrade because force=true: %s" % "; ".join(downgrade))
         secret, current, _backup = self.read_secret()
-        previous = self.describe(current, key)
+        previous = ll.describe_blob(current, key)
         if previous["claims"] and ll.tier_downgrade(previous["claims"], claims):
             warnings.append("tier goes down from %s to %s" % (previous["claims"]["tier"], claims["tier"]))
         changed = current is None or current.strip() != blob.strip()
@@ -437,25 +478,23 @@ class Runner:
             values[self.p["backup_secret_key"]] = current.strip()
         restart_needed = changed
         if self.p["restart"] and not changed and not self.module.check_mode:
-            restart_needed = bool(ll.served_mismatch(claims, status_doc_from(status)))
+            restart_needed = bool(ll.served_mismatch(claims, ll.status_doc_from(status)))
         findings = self.preflight("applying the license", secret, changed, restart_needed)
         result = self.write(secret, values, changed, previous, claims, check["fingerprint"], findings)
-        result.update(downgrade=downgrade, valid=True, reason=None)
+        result.update(downgrade=downgrade, valid=True, reason=None, trusted_by=self.trusted_by)
         self.finish(result, restart_needed, wait_ready=True)
         for warning in warnings:
             self.module.warn(warning)
         return result
 
     def rollback(self):
-        key = None
-        if self.p["issuer_public_key"]:
-            key = self.public_key()
+        key = self.trust(optional=True)
         secret, current, backup = self.read_secret()
         if not backup:
             self.fail("no previous blob under key %s of Secret %s/%s: nothing to roll back to" % (
                 self.p["backup_secret_key"], self.p["namespace"], self.secret_name))
-        target = self.describe(backup, key)
-        previous = self.describe(current, key)
+        target = ll.describe_blob(backup, key)
+        previous = ll.describe_blob(current, key)
         current_fp = previous["fingerprint"]
         if self.p["rollback_from"] and current_fp != self.p["rollback_from"]:
             changed = False
@@ -476,20 +515,6 @@ class Runner:
         return result
 
     # -- helpers -----------------------------------------------------------------------------------
-    def describe(self, blob, key):
-        """Claims, fingerprint and validity of a stored blob (None-safe, nothing raised)."""
-        if not blob or not blob.strip():
-            return dict(claims=None, fingerprint=None, valid=False, reason="missing")
-        if key is not None:
-            check = ll.validate_blob(blob, key)
-            return dict(claims=check["claims"], fingerprint=check["fingerprint"], valid=check["valid"],
-                        reason=check["reason"])
-        try:
-            claims = ll.public_claims(lc.parse_license(blob)[0])
-        except lc.LicenseInvalid as exc:
-            return dict(claims=None, fingerprint=lc.blob_fingerprint(blob), valid=None, reason=exc.reason)
-        return dict(claims=claims, fingerprint=lc.blob_fingerprint(blob), valid=None, reason=None)
-
     def preflight(self, action, secret, write, restart):
         """Before the first change: may this credential write the Secret and restart the Deployment?
         Fails a real run naming what is missing; returns the findings (check mode: also warnings)."""
@@ -530,39 +555,12 @@ class Runner:
             return
         name = kw.deployment_name(self.p["release"], self.p["deployment"])
         try:
-            self.workload().restart_deployment(name)
-            result["restarted"] = True
+            lk.restart_and_wait(result, self.workload(), self.api(), name, self.p["wait_timeout"], wait_ready)
             result["changed"] = True
-            _deployment, result["rollout"] = self.workload().wait_rollout(name, self.p["wait_timeout"])
-            if wait_ready:
-                self.wait_ready(result)
             result["license"] = self.license_doc()
         except (K8sError, ApiError) as exc:
             # The Secret is written: say so, so a playbook can roll back.
             self.fail("the license Secret was written but the restart did not complete: %s" % exc, **result)
-
-    def wait_ready(self, result):
-        deadline = time.monotonic() + self.p["wait_timeout"]
-        while True:
-            try:
-                resp = self.api().request("GET", "/ready")
-                last = "HTTP %s %s" % (resp.status, (resp.json or {}).get("reason") or "")
-                if resp.status == 200:
-                    result["ready"] = True
-                    return
-            except ApiError as exc:
-                if exc.fatal:
-                    raise
-                last = str(exc)
-            if time.monotonic() >= deadline:
-                raise ApiError("/ready did not answer 200 within %ss after the restart (last: %s)" % (
-                    self.p["wait_timeout"], last.strip()))
-            time.sleep(1.0)
-
-
-def status_doc_from(status):
-    """The /license fields back from a quota_status() result."""
-    return dict((k, status.get(k)) for k in ll.LICENSE_KEYS)
 
 
 def main():
@@ -576,7 +574,7 @@ def main():
     runner = Runner(module)
     try:
         result = getattr(runner, module.params["state"])()
-    except (ApiError, K8sError, ll.QuotaError) as exc:
+    except (ApiError, K8sError, ll.QuotaError, ValueError) as exc:
         module.fail_json(msg=str(exc))
     if runner.route():
         result["api_route"] = runner.route()

@@ -167,12 +167,14 @@ CHECK_RUN_READS = [
     req("list", "events"),                                               # triage
     req("get", "secrets", "alexandria-ee-license"),                       # triage, alex_license
     req("get", "secrets", "alexandria-ee"),                               # audit modules (dsn, hmac key)
+    req("get", "secrets", "alexandria-ee-license-issuers"),               # alex_license, alex_license_issuers
     req("get", "services/proxy", "alexandria-ee:80"),                     # HTTP modules through the proxy
     req("get", "secrets", CHECKPOINTS, namespace=AUDIT_NS),               # alex_audit_verify checkpoints
 ]
 REAL_RUN_WRITES = [
     req("delete", "pods", "alexandria-ee-abc-xyz"),                       # alex_pod_restart
     req("update", "secrets", "alexandria-ee-license"),                    # alex_license present/rollback
+    req("update", "secrets", "alexandria-ee-license-issuers"),            # alex_license_issuers
     req("create", "secrets"),                                            # alex_license, the Secret missing
     req("patch", "deployments", "alexandria-ee", "apps"),                 # alex_license restart
     req("get", "deployments", "alexandria-ee", "apps"),                   # alex_license waits for the rollout
@@ -222,7 +224,7 @@ def test_responder_includes_every_observer_rule(namespace):
 
 @pytest.mark.parametrize("request_", [
     req("get", "secrets", "other-secret"), req("list", "secrets"), req("watch", "pods"),
-    req("update", "secrets", "alexandria-ee"), req("patch", "deployments", "other", "apps"),
+    req("update", "secrets", "other-secret"), req("patch", "deployments", "other", "apps"),
     req("delete", "deployments", "alexandria-ee", "apps"), req("patch", "deployments/scale", "alexandria-ee", "apps"),
     req("create", "pods/exec", "alexandria-ee-abc-xyz"), req("get", "services/proxy", "other:80"),
     req("list", "pods", namespace="kube-system"), req("get", "namespaces", "alexandria", namespace=None),

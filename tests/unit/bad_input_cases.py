@@ -41,6 +41,7 @@ BASELINE = {
     "alex_fleet_report": dict(dest_dir="{tmp}/out/fleet", hosts={}),
     "alex_health": dict(inventory_host="prod-eu"),
     "alex_license": dict(K8S_AUTH, **API),
+    "alex_license_issuers": dict(K8S_AUTH, **API),
     "alex_plan": dict(plan=[{"action": "none"}]),
     "alex_pod_restart": dict(K8S, wait_timeout=1, wait_sleep=0.5),
     "alex_ready": dict(API, retries=0, retry_delay=0, wait_timeout=1, wait_sleep=0.5),

@@ -67,8 +67,8 @@ def test_findings_name_verb_resource_namespace_and_role():
         "in extensions/rbac/ in the alexandria.ee collection)")
     assert kp.finding(Need("update", "secrets", "custom-license", NS)).endswith(
         "(Role alexandria-ee-responder in extensions/rbac/ in the alexandria.ee collection grants it only for "
-        "alexandria-ee, alexandria-ee-license, alexandria-ee-audit-checkpoints: add custom-license to that rule's "
-        "resourceNames)")
+        "alexandria-ee, alexandria-ee-license, alexandria-ee-license-issuers, alexandria-ee-audit-checkpoints: add "
+        "custom-license to that rule's resourceNames)")
     assert kp.finding(Need("delete", "secrets", "x", NS)).endswith("(no Role in extensions/rbac/ in the "
                                                                    "alexandria.ee collection grants it)")
     message = kp.failure_message("deleting pods a", [Need("delete", "pods", "a", NS)])

@@ -59,7 +59,7 @@ def result_of(module, args, capsys):
 
 def test_validate_inline_blob_returns_claims_never_the_blob(issuer, pem, capsys):
     blob = lc.encode_license(claims(), issuer)
-    res, raw = run(alex_license, dict(state="validate", blob=blob, issuer_public_key=pem), capsys)
+    res, raw = run(alex_license, dict(state="validate", issuer_set="ignore", blob=blob, issuer_public_key=pem), capsys)
     assert res["valid"] is True and res["changed"] is False
     assert res["claims"]["seat_count"] == 50 and res["claims"]["tier"] == "enterprise"
     assert res["fingerprint"] == lc.blob_fingerprint(blob)
@@ -71,7 +71,7 @@ def test_validate_blob_file(issuer, pem, tmp_path, capsys):
     blob = lc.encode_license(claims(license_id="from-file"), issuer)
     path = tmp_path / "new.blob"
     path.write_text(blob + "\n")
-    res, raw = run(alex_license, dict(state="validate", blob_file=str(path), issuer_public_key=pem), capsys)
+    res, raw = run(alex_license, dict(state="validate", issuer_set="ignore", blob_file=str(path), issuer_public_key=pem), capsys)
     assert res["valid"] is True and res["claims"]["license_id"] == "from-file"
     assert blob.split(".")[2] not in raw
 
@@ -84,26 +84,27 @@ def test_validate_reports_invalid_without_failing(issuer, pem, capsys, kind, rea
         blob = lc.encode_license(claims(issued_at="2020-01-01T00:00:00Z", expires_at="2021-01-01T00:00:00Z"), issuer)
     else:
         blob = "ALXLIC1.not-a-payload"
-    res, raw = run(alex_license, dict(state="validate", blob=blob, issuer_public_key=pem), capsys)
+    res, raw = run(alex_license, dict(state="validate", issuer_set="ignore", blob=blob, issuer_public_key=pem), capsys)
     assert res.get("failed") is not True
     assert res["valid"] is False and res["reason"] == reason
     assert blob not in raw
 
 
 def test_blob_and_blob_file_are_exclusive(pem, capsys):
-    res = result_of(alex_license, dict(state="validate", blob="ALXLIC1.dummy.dummy", blob_file="/nonexistent", issuer_public_key=pem), capsys)
+    res = result_of(alex_license, dict(state="validate", issuer_set="ignore", blob="ALXLIC1.dummy.dummy",
+                                       blob_file="/nonexistent", issuer_public_key=pem), capsys)
     assert res["failed"] and "mutually exclusive" in res["msg"]
 
 
 def test_unreadable_blob_file_is_one_clear_failure(pem, capsys):
-    res = result_of(alex_license, dict(state="validate", blob_file="/nonexistent/blob", issuer_public_key=pem), capsys)
+    res = result_of(alex_license, dict(state="validate", issuer_set="ignore", blob_file="/nonexistent/blob", issuer_public_key=pem), capsys)
     assert res["failed"] and res["msg"].startswith("cannot read blob_file /nonexistent/blob")
     assert "Traceback" not in json.dumps(res)
 
 
 def test_bad_issuer_key_is_a_clear_failure(issuer, capsys):
     blob = lc.encode_license(claims(), issuer)
-    res, raw = run(alex_license, dict(state="validate", blob=blob, issuer_public_key="not a key"), capsys)
+    res, raw = run(alex_license, dict(state="validate", issuer_set="ignore", blob=blob, issuer_public_key="not a key"), capsys)
     assert res["failed"] and "issuer public key" in res["msg"]
     assert blob not in raw
 
@@ -123,16 +124,26 @@ def test_seats_without_base_url_says_the_admin_token_cannot_cross_the_service_pr
 
 def test_present_refuses_invalid_blob_before_any_request(issuer, pem, closed_url, capsys):
     expired = lc.encode_license(claims(issued_at="2020-01-01T00:00:00Z", expires_at="2021-01-01T00:00:00Z"), issuer)
-    res, raw = run(alex_license, dict(state="present", blob=expired, issuer_public_key=pem, base_url=closed_url), capsys)
+    res, raw = run(alex_license, dict(state="present", issuer_set="ignore", blob=expired, issuer_public_key=pem, base_url=closed_url), capsys)
     assert res["failed"] and res["msg"].startswith("refusing to apply the license blob")
     assert res["reason"] == "expired"
     assert res["claims"]["expires_at"] == "2021-01-01T00:00:00Z"
     assert expired not in raw
 
 
+def test_validate_reads_the_issuer_set_unless_told_to_ignore_it(issuer, pem, capsys, tmp_path):
+    """issuer_set=auto (the default) asks Kubernetes for the release's trusted issuer set: without a cluster that
+    is one clear failure, never a silent check against issuer_public_key alone."""
+    blob = lc.encode_license(claims(), issuer)
+    res, raw = run(alex_license, dict(state="validate", blob=blob, issuer_public_key=pem,
+                                      kubeconfig=str(tmp_path / "no-such-kubeconfig")), capsys)
+    assert res["failed"] and "cannot load Kubernetes configuration" in res["msg"]
+    assert blob not in raw
+
+
 def test_present_unreachable_api_fails_in_words(issuer, pem, closed_url, capsys):
     blob = lc.encode_license(claims(), issuer)
-    res, raw = run(alex_license, dict(state="present", blob=blob, issuer_public_key=pem, base_url=closed_url), capsys)
+    res, raw = run(alex_license, dict(state="present", issuer_set="ignore", blob=blob, issuer_public_key=pem, base_url=closed_url), capsys)
     assert res["failed"] and res["msg"] == "GET /license: connection refused"
     assert blob not in raw
 
@@ -161,7 +172,7 @@ def test_expiry_is_checked_against_now(issuer, pem, capsys):
     """A blob that expires in a minute is valid now; validation uses the real clock."""
     soon = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     blob = lc.encode_license(claims(expires_at=soon), issuer)
-    res = result_of(alex_license, dict(state="validate", blob=blob, issuer_public_key=pem), capsys)
+    res = result_of(alex_license, dict(state="validate", issuer_set="ignore", blob=blob, issuer_public_key=pem), capsys)
     assert res["valid"] is True
 
 
