@@ -39,3 +39,14 @@ GRANT DELETE ON TABLE public.audit_logs TO alexandria_audit_retirer;
 GRANT INSERT ON TABLE public.audit_quarantine, public.audit_chain_anchors TO alexandria_audit_retirer;
 GRANT TRUNCATE, INSERT ON TABLE public.audit_logs, public.audit_chain_anchors, public.audit_quarantine
     TO alexandria_audit_retirer;
+
+-- The key rotation records (docs/contract.md, "Key epochs"), where the deployment has them: every verification
+-- reads them (each epoch's key), the backup dumps them, the rollback restores them with the rows they belong to.
+DO $rotations$
+BEGIN
+    IF to_regclass('public.audit_key_rotations') IS NOT NULL THEN
+        GRANT SELECT ON TABLE public.audit_key_rotations TO alexandria_audit_reader;
+        GRANT TRUNCATE, INSERT ON TABLE public.audit_key_rotations TO alexandria_audit_retirer;
+    END IF;
+END
+$rotations$;

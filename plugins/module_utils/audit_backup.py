@@ -142,11 +142,30 @@ def audit_store_mask(text, secrets):
     return text
 
 
+def audit_table_set(cur, tables):
+    """[(identifier, name)] of the audit tables: the three, and the key rotation records where the deployment has
+    them (docs/contract.md, "Key epochs"): without them a restored chain could not tell its epochs apart."""
+    found = [(tables.logs, tables.table), (tables.anchors, tables.anchor_table),
+             (tables.quarantine, tables.quarantine_table)]
+    cur.execute("SELECT to_regclass(%s)", (tables.rotations.as_string(cur),))
+    if cur.fetchone()[0] is not None:
+        found.append((tables.rotations, tables.rotation_table))
+    return found
+
+
+def table_names(tables, manifest=None):
+    """The table names a backup holds: those its manifest counted (older manifests: the three)."""
+    counted = (manifest or {}).get("table_rows") or {}
+    names = [tables.table, tables.anchor_table, tables.quarantine_table]
+    if "%s.%s" % (tables.schema, tables.rotation_table) in counted:
+        names.append(tables.rotation_table)
+    return names
+
+
 def table_fingerprints(cur, tables):
-    """{"schema.table": {"rows": n, "fingerprint": text}} of the three audit tables."""
+    """{"schema.table": {"rows": n, "fingerprint": text}} of the audit tables (audit_table_set)."""
     out = {}
-    for ident, name in ((tables.logs, tables.table), (tables.anchors, tables.anchor_table),
-                        (tables.quarantine, tables.quarantine_table)):
+    for ident, name in audit_table_set(cur, tables):
         cur.execute(sql.SQL("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text "
                             "FROM {} t").format(ident))
         rows, fingerprint = cur.fetchone()
@@ -159,7 +178,7 @@ def _sanitize(name):
     return name.replace("\r", " ").replace("\n", " ")
 
 
-def restore_list(pg_restore, path, tables, secrets=()):
+def restore_list(pg_restore, path, tables, secrets=(), names=None):
     """Read the dump back with pg_restore --list; BackupError unless it lists the audit tables' data."""
     proc = _run([pg_restore, "--list", path], None, secrets, "pg_restore --list")
     text = proc.stdout.decode("utf-8", "replace")
@@ -168,7 +187,7 @@ def restore_list(pg_restore, path, tables, secrets=()):
     entries = [line for line in text.splitlines() if line and not line.startswith(";")]
     data = [line for line in entries if " TABLE DATA " in line]
     missing = []
-    for name in (tables.table, tables.anchor_table, tables.quarantine_table):
+    for name in names or table_names(tables):
         needle = " TABLE DATA %s %s " % (_sanitize(tables.schema), _sanitize(name))
         if not any(needle in line for line in data):
             missing.append("%s.%s" % (tables.schema, name))
@@ -177,12 +196,11 @@ def restore_list(pg_restore, path, tables, secrets=()):
     return {"entries": len(entries), "table_data_entries": len(data)}
 
 
-def dump_table_patterns(tables):
+def dump_table_patterns(tables, names=None):
     """pg_dump --table arguments naming exactly the audit tables (double quotes make each name literal)."""
     def literal(name):
         return '"%s"' % name.replace('"', '""')
-    return ["--table=%s.%s" % (literal(tables.schema), literal(name))
-            for name in (tables.table, tables.anchor_table, tables.quarantine_table)]
+    return ["--table=%s.%s" % (literal(tables.schema), literal(name)) for name in names or table_names(tables)]
 
 
 def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=(), only_audit_tables=False):
@@ -198,13 +216,14 @@ def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=(), only_audit_t
                 identity = audit_store.database_identity(cur)
                 counts = table_fingerprints(cur, tables)
             started = audit_store.utc_now()
-            scope = dump_table_patterns(tables) if only_audit_tables else []
+            names = table_names(tables, {"table_rows": counts})
+            scope = dump_table_patterns(tables, names) if only_audit_tables else []
             _run([tools["pg_dump"], "--format=custom", "--no-password", "--snapshot=" + txn.snapshot,
                   "--file=" + tmp, "--dbname=" + conninfo] + scope, env, secrets, "pg_dump")
         with open(tmp, "rb") as handle:
             if handle.read(5) != b"PGDMP":
                 raise BackupError("pg_dump wrote no custom-format archive")
-        listing = restore_list(tools["pg_restore"], tmp, tables, secrets)
+        listing = restore_list(tools["pg_restore"], tmp, tables, secrets, names)
         digest, size = audit_store.sha256_file(tmp)
     except BaseException:
         files.unlink_quietly(tmp)
@@ -254,7 +273,7 @@ def backup_problems(manifest, path, identity, tables, max_age_seconds, now=None,
             problems.append("the backup file %s does not match its manifest's sha256" % path)
         elif tools is not None:
             try:
-                restore_list(tools["pg_restore"], path, tables)
+                restore_list(tools["pg_restore"], path, tables, names=table_names(tables, manifest))
             except BackupError as exc:
                 problems.append(str(exc))
     except (IOError, OSError) as exc:
@@ -341,10 +360,11 @@ def restore_audit_tables(conn, tables, manifest, path, tools, secrets=(), lock_t
     """
     conn.rollback()
     conn.set_session(isolation_level="READ COMMITTED", readonly=False)
-    idents = ((tables.logs, tables.table), (tables.anchors, tables.anchor_table),
-              (tables.quarantine, tables.quarantine_table))
+    restored_names = table_names(tables, manifest)
+    # The tables the backup holds are replaced; rotation records newer than a backup taken without them stay.
     try:
         with conn.cursor() as cur:
+            idents = [(ident, name) for ident, name in audit_table_set(cur, tables) if name in restored_names]
             cur.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
             cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
                 sql.SQL(", ").join(i for i, _n in idents)))
@@ -352,7 +372,8 @@ def restore_audit_tables(conn, tables, manifest, path, tools, secrets=(), lock_t
             cur.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(i for i, _n in idents)))
             for ident, name in idents:
                 _restore_table(cur, tools["pg_restore"], path, tables.schema, name, ident, secrets)
-            restored = table_fingerprints(cur, tables)
+            restored = dict((key, value) for key, value in table_fingerprints(cur, tables).items()
+                            if key.split(".", 1)[1] in restored_names)
             if restored != manifest.get("table_rows"):
                 raise BackupError("the restored rows do not match the backup manifest (%s vs %s); rolled back"
                                   % (restored, manifest.get("table_rows")))

@@ -22,19 +22,23 @@ RETIRER = "alexandria_audit_retirer"
 ROLES_SQL = "extensions/sql/alexandria_audit_roles.sql"
 
 # operation: [(table attribute, privilege)], and the shipped role that grants them all.
+# The rotation records ("rotations") count only where the deployment has that table (no key rotated yet: none).
 NEEDS = {
-    "verify": ([("logs", "SELECT"), ("anchors", "SELECT")], READER),
-    "backup": ([("logs", "SELECT"), ("anchors", "SELECT"), ("quarantine", "SELECT")], READER),
-    "retire": ([("logs", "SELECT"), ("anchors", "SELECT"), ("quarantine", "SELECT"), ("logs", "DELETE"),
-                ("quarantine", "INSERT"), ("anchors", "INSERT")], RETIRER),
-    "rollback": ([("logs", "SELECT"), ("anchors", "SELECT"), ("quarantine", "SELECT"),
-                  ("logs", "TRUNCATE"), ("anchors", "TRUNCATE"), ("quarantine", "TRUNCATE"),
-                  ("logs", "INSERT"), ("anchors", "INSERT"), ("quarantine", "INSERT")], RETIRER),
+    "verify": ([("logs", "SELECT"), ("anchors", "SELECT"), ("rotations", "SELECT")], READER),
+    "backup": ([("logs", "SELECT"), ("anchors", "SELECT"), ("quarantine", "SELECT"), ("rotations", "SELECT")],
+               READER),
+    "retire": ([("logs", "SELECT"), ("anchors", "SELECT"), ("quarantine", "SELECT"), ("rotations", "SELECT"),
+                ("logs", "DELETE"), ("quarantine", "INSERT"), ("anchors", "INSERT")], RETIRER),
+    "rollback": ([("logs", "SELECT"), ("anchors", "SELECT"), ("quarantine", "SELECT"), ("rotations", "SELECT"),
+                  ("logs", "TRUNCATE"), ("anchors", "TRUNCATE"), ("quarantine", "TRUNCATE"), ("rotations", "TRUNCATE"),
+                  ("logs", "INSERT"), ("anchors", "INSERT"), ("quarantine", "INSERT"), ("rotations", "INSERT")],
+                 RETIRER),
 }
 
 
 def _name(tables, attr):
-    return {"logs": tables.table, "anchors": tables.anchor_table, "quarantine": tables.quarantine_table}[attr]
+    return {"logs": tables.table, "anchors": tables.anchor_table, "quarantine": tables.quarantine_table,
+            "rotations": tables.rotation_table}[attr]
 
 
 def missing_privileges(cur, tables, operation):
@@ -45,6 +49,10 @@ def missing_privileges(cur, tables, operation):
     missing = []
     for attr, privilege in needs:
         qualified = sql.Identifier(tables.schema, _name(tables, attr)).as_string(cur)
+        if attr == "rotations":
+            cur.execute("SELECT to_regclass(%s)", (qualified,))
+            if cur.fetchone()[0] is None:
+                continue
         cur.execute("SELECT has_table_privilege(%s, %s)", (qualified, privilege))
         if not cur.fetchone()[0]:
             missing.append("%s on %s.%s" % (privilege, tables.schema, _name(tables, attr)))

@@ -255,3 +255,30 @@ def test_checkpoints_keep_working_across_epochs(pg_dsn, tmp_path):
     acme = res["tenants"]["acme"]
     assert res["verified"] and acme["mode"] == "incremental" and acme["rows_read"] == 11 and acme["rows"] == 20
     assert acme["checkpoint"]["last_seq"] == 20 and res["checkpoints"]["written"] == {"dir": ["acme"]}
+
+
+@pytest.mark.parametrize("scope", ["database", "audit_tables"])
+def test_backup_and_rollback_keep_the_rotation_records(pg_dsn, tmp_path, scope):
+    """A backup without the rotation records could not tell a restored chain's epochs apart: it holds them, and a
+    rollback restores them with the rows they belong to."""
+    from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup
+    conn = h.setup_tables(pg_dsn)
+    two_epochs(conn)
+    dest = str(tmp_path / "pre.dump")
+    backup = h.run_module(alex_audit_backup, dict(dsn=pg_dsn, dest=dest, dump_scope=scope))
+    assert backup["changed"], backup.get("msg")
+    with open(backup["manifest"], encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    assert manifest["table_rows"]["public.audit_key_rotations"]["rows"] == 1, manifest["table_rows"]
+    original = h.table_state(conn)
+    with conn.cursor() as cur:  # the insider removes the rotation record: the second epoch then fails its HMACs
+        cur.execute(sql.SQL("DELETE FROM {}").format(TABLES.rotations))
+    conn.commit()
+    assert not verify(pg_dsn, keyring_json(PLANNED))["verified"]
+    restored = h.run_module(alex_audit_backup, dict(dsn=pg_dsn, dest=dest, state="restored"))
+    assert restored["changed"], restored.get("msg")
+    assert h.table_state(conn) == original
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(TABLES.rotations))
+        assert cur.fetchone()[0] == 1
+    assert verify(pg_dsn, keyring_json(PLANNED))["verified"]

@@ -86,7 +86,7 @@ def test_roles_are_not_superusers_and_own_nothing(pg_dsn):
             for operation in operations:
                 wanted |= set(pg_grants.NEEDS[operation][0])
             for attr, name in (("logs", "audit_logs"), ("anchors", "audit_chain_anchors"),
-                               ("quarantine", "audit_quarantine")):
+                               ("quarantine", "audit_quarantine"), ("rotations", "audit_key_rotations")):
                 for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"):
                     cur.execute("SELECT has_table_privilege(%s, %s, %s)", (role, "public." + name, privilege))
                     assert cur.fetchone()[0] == ((attr, privilege) in wanted), (role, name, privilege)
