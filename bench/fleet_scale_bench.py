@@ -177,8 +177,8 @@ def measure(work, labs, sizes, rounds):
                 lab_cpu = sum(lab.cpu_seconds() for lab in fleet) - lab_cpu_before
                 requests = [delta(lab.k8s_requests(), before) for lab, before in zip(fleet, requests_before)]
                 if proc.returncode not in (0, 2):
-                    raise RuntimeError("%s with %d labs exited %d:\n%s" % (name, count, proc.returncode,
-                                                                         proc.stdout[-3000:]))
+                    raise RuntimeError("%s with %d labs exited %d:\n%s" % (
+                        name, count, proc.returncode, proc.stdout[-3000:]))
                 # Requests of the /metrics reads themselves are not counted by the facade; the rest are the run's.
                 per_lab = [sum(r.values()) for r in requests]
                 samples.append({"wall_s": wall, "cpu_s": cpu, "lab_cpu_s": lab_cpu, "k8s_requests": per_lab,
@@ -202,7 +202,8 @@ def kind_label(key):
 
 
 def summarize(name, count, samples):
-    med = lambda key: round(statistics.median(s[key] for s in samples), 2)  # noqa: E731
+    def med(key):
+        return round(statistics.median(s[key] for s in samples), 2)
     per_lab = sorted(set(n for s in samples for n in s["k8s_requests"]))
     task_medians = {}
     for sample in samples:

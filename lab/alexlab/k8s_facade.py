@@ -187,8 +187,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "alexlab-kube-facade"
     sup = None  # the Supervisor, set by make_server
-    counts = None  # request_kind -> requests served (a Counter per server, set by make_server)
-    counts_lock = None
+    counts = collections.Counter()  # request_kind -> requests served (make_server gives each server its own)
+    counts_lock = threading.Lock()
 
     def log_message(self, *_args):
         return
