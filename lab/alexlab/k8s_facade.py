@@ -10,13 +10,15 @@ Served (everything else answers a Kubernetes Status, 404 NotFound or 405 MethodN
     apps/v1  deployments       get list watch update patch; deployments/status get; deployments/scale get update patch
              replicasets       get list watch
 
-plus discovery (/api, /apis, /version), label and field selectors, `as=Table` for kubectl get,
+plus discovery (/api, /apis, /version), `/metrics` (apiserver_request_total: the requests served since start, by
+method, resource and subresource; for the benches), label and field selectors, `as=Table` for kubectl get,
 JSON / merge / strategic-merge / JSON patches, dryRun and resourceVersion preconditions.
 Auth: bearer tokens (the lab's admin token, or a ServiceAccount's with the RBAC of extensions/rbac/:
 alexlab.rbac); SelfSubjectAccessReview answers for them; DIR/faults/rbac-deny.json makes it answer 403.
 """
 import base64
 import binascii
+import collections
 import copy
 import json
 import os
@@ -48,6 +50,28 @@ RESOURCES = {
 PATH_RE = re.compile(r"^/(?:api/v1|apis/(?P<group>apps)/v1)(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>[a-z]+)"
                      r"(?:/(?P<name>[^/]+)(?:/(?P<sub>[a-z]+))?)?$")
 NS_RE = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?$")
+METRICS_PATH = "/metrics"
+
+
+def request_kind(method, path):
+    """(method, resource, subresource) of a request, the labels /metrics counts it under."""
+    if service_proxy.match(path):
+        return method, "services", "proxy"
+    match = PATH_RE.match(path)
+    if match:
+        return method, match.group("res"), match.group("sub") or ""
+    if path == rbac.SSAR_PATH:
+        return method, "selfsubjectaccessreviews", ""
+    return method, "", ""  # discovery, health checks
+
+
+def metrics_text(counts):
+    lines = ["# HELP apiserver_request_total Requests the lab's Kubernetes facade served since it started.",
+             "# TYPE apiserver_request_total counter"]
+    for (method, resource, sub), count in sorted(counts.items()):
+        lines.append('apiserver_request_total{method="%s",resource="%s",subresource="%s"} %d' % (
+            method, resource, sub, count))
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 class ApiStatus(Exception):
@@ -163,6 +187,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "alexlab-kube-facade"
     sup = None  # the Supervisor, set by make_server
+    counts = collections.Counter()  # request_kind -> requests served (make_server gives each server its own)
+    counts_lock = threading.Lock()
 
     def log_message(self, *_args):
         return
@@ -212,6 +238,9 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self):
         url = urllib.parse.urlsplit(self.path)
         query = dict((k, v[-1]) for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items())
+        if url.path != METRICS_PATH:
+            with self.counts_lock:
+                self.counts[request_kind(self.command, url.path)] += 1
         try:
             proxied = service_proxy.match(url.path)  # services/proxy: raw bodies, its own module
             if proxied:
@@ -222,6 +251,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, b"ok", "text/plain")
             if not self._authorized():
                 raise ApiStatus(401, "Unauthorized", "Unauthorized")
+            if path == METRICS_PATH and self.command == "GET":
+                with self.counts_lock:
+                    counts = dict(self.counts)
+                return self._send(200, metrics_text(counts), "text/plain; version=0.0.4")
             if self._discovery(path):
                 return None
             if path == rbac.SSAR_PATH and self.command == "POST":
@@ -570,7 +603,8 @@ class TLSServer(ThreadingHTTPServer):
 
 
 def make_server(sup, port, cert, key):
-    handler = type("BoundHandler", (Handler,), {"sup": sup, "timeout": 120})
+    handler = type("BoundHandler", (Handler,), {"sup": sup, "timeout": 120, "counts": collections.Counter(),
+                                                "counts_lock": threading.Lock()})
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server = TLSServer(("127.0.0.1", port), handler)

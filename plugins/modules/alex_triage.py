@@ -79,6 +79,18 @@ options:
       - From 0 to 86400.
     type: int
     default: 120
+  restart_preflight:
+    description:
+      - In check mode, when the most likely cause is one a pod restart fixes (C(orchestrator_socket_missing),
+        C(orchestrator_deadline_exceeded)), also ask the API server (C(SelfSubjectAccessReview), as
+        C(kubectl auth can-i)) whether the credential may delete the pods a restart would delete (the unready
+        ones, else all) and list the release's pods, the checks M(alexandria.ee.alex_pod_restart) makes before
+        deleting. The result is RV(restart_preflight); a missing permission is a warning.
+      - This lets a check-mode rehearsal plan the restart from this module's pod list instead of running
+        M(alexandria.ee.alex_pod_restart) again. Ignored in a real run, where M(alexandria.ee.alex_pod_restart)
+        checks the permissions itself before deleting anything.
+    type: bool
+    default: false
 requirements:
   - kubernetes (the official Python client)
 notes:
@@ -179,6 +191,15 @@ k8s_requests:
   returned: always
   type: int
   sample: 6
+restart_preflight:
+  description:
+    - With O(restart_preflight=true) in check mode and a most likely cause that a restart fixes - the pods a
+      restart would delete (C(pods)), the permissions a real restart would miss (C(missing_permissions), each
+      naming the verb, resource, namespace and the shipped Role that grants it), and C(checked) (false when the
+      API server could not answer the reviews).
+  returned: when O(restart_preflight=true), in check mode, and causes[0] is one a restart fixes
+  type: dict
+  sample: {"pods": ["alexandria-ee-6c9d7f-abcde"], "missing_permissions": [], "checked": true}
 selector:
   description: The label selector of the release's pods.
   returned: always
@@ -210,7 +231,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     k8s_auth_argument_spec,
 )
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, selector_for
-from ansible_collections.alexandria.ee.plugins.module_utils import triage
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_preflight, restart_plan, triage
 
 
 def argument_spec():
@@ -224,6 +245,7 @@ def argument_spec():
         request_timeout=dict(type=arg_checks.seconds(), default=10.0),
         probe=dict(type=arg_checks.data("dict")),
         stable_seconds=dict(type=arg_checks.count(0, arg_checks.DAY), default=triage.DEFAULT_STABLE_SECONDS),
+        restart_preflight=dict(type="bool", default=False),
     )
     return spec
 
@@ -235,7 +257,8 @@ def main():
     selector = selector_for(params["release"])
     service = None
     try:
-        service = ReleaseService(build_api_client(params), params["namespace"], params["release"],
+        api_client = build_api_client(params)
+        service = ReleaseService(api_client, params["namespace"], params["release"],
                                  request_timeout=params["request_timeout"])
         gathered = service.gather(license_secret, params["license_secret_key"], params["tail_lines"],
                                   params["limit_bytes"])
@@ -256,10 +279,33 @@ def main():
         module.fail_json(msg="cannot classify: %s" % exc, k8s_requests=service.requests, selector=selector)
     if gathered["license_secret"]["error"]:
         module.warn(gathered["license_secret"]["error"])
+    extra = {}
+    if params["restart_preflight"] and module.check_mode and restart_plan.restart_fixes(decided["causes"]):
+        extra["restart_preflight"] = preflight_restart(module, api_client, service, decided["pods"])
     module.exit_json(changed=False, causes=decided["causes"], pods=decided["pods"], events=decided["events"],
                      logs=gathered["logs"], license_secret=gathered["license_secret"],
                      k8s_requests=service.requests, selector=selector, namespace=params["namespace"],
-                     release=params["release"])
+                     release=params["release"], **extra)
+
+
+def preflight_restart(module, api_client, service, pod_summaries):
+    """alex_pod_restart's permission checks (k8s_preflight.enforce in check mode) for the pods a restart would
+    delete, from this pod list: missing permissions are warnings, and so is a review the API cannot answer."""
+    targets = restart_plan.restart_targets(pod_summaries)
+    action = "deleting pods %s" % ", ".join(targets)
+    preflight = k8s_preflight.Preflight(api_client, service.request_timeout)
+    try:
+        missing = preflight.missing(k8s_preflight.pod_restart_needs(service.namespace, targets, True))
+    except (k8s_preflight.ReviewUnavailable, K8sError) as exc:
+        # The diagnosis stands without it; the real restart asks again before deleting anything.
+        service.requests += preflight.requests
+        module.warn("permissions not checked before %s: %s" % (action, exc))
+        return dict(pods=targets, missing_permissions=[], checked=False)
+    service.requests += preflight.requests
+    findings = [k8s_preflight.finding(need) for need in missing]
+    for line in findings:
+        module.warn("a real run would stop before %s: %s" % (action, line))
+    return dict(pods=targets, missing_permissions=findings, checked=True)
 
 
 if __name__ == "__main__":

@@ -168,6 +168,22 @@ def test_request_count_does_not_grow_with_the_log(lab, capsys):
     assert len(second["logs"][pod["name"]]["api"]["current"].splitlines()) == 20
 
 
+def test_triage_checks_the_restart_permissions_only_when_a_restart_is_the_fix(lab, capsys):
+    # Healthy: nothing to restart, so no permission checks and no restart_preflight.
+    healthy = run_module(alex_triage, lab.k8s_args(restart_preflight=True), capsys, check_mode=True)
+    assert "restart_preflight" not in healthy and healthy["k8s_requests"] == 5
+    lab.break_("orchestrator-crash")
+    pods = lab.pod_names()
+    # A real run leaves the checks to alex_pod_restart.
+    real = run_module(alex_triage, lab.k8s_args(restart_preflight=True), capsys)
+    assert real["causes"][0]["code"] == "orchestrator_socket_missing" and "restart_preflight" not in real
+    planned = run_module(alex_triage, lab.k8s_args(restart_preflight=True), capsys, check_mode=True)
+    assert planned["restart_preflight"] == dict(pods=pods, missing_permissions=[], checked=True)
+    # One SelfSubjectAccessReview per pod to delete, and one for listing the pods.
+    assert planned["k8s_requests"] == real["k8s_requests"] + len(pods) + 1
+    assert lab.pod_names() == pods
+
+
 def test_pod_restart_check_mode_deletes_nothing(lab, capsys):
     before = lab.pod_names()
     result = run_module(alex_pod_restart, lab.k8s_args(), capsys, check_mode=True)

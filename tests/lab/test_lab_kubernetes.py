@@ -228,3 +228,19 @@ def test_scale_to_zero_and_back(lab):
     lab.kubectl("scale", "deployment/alexandria-ee", "-n", NS, "--replicas=1")
     lab.kubectl("rollout", "status", "deployment/alexandria-ee", "-n", NS, "--timeout=60s")
     assert lab.api("GET", "/ready", auth=False)[0] == 200
+
+
+def metric(text, resource, sub=""):
+    wanted = 'apiserver_request_total{method="GET",resource="%s",subresource="%s"} ' % (resource, sub)
+    return sum(int(line[len(wanted):]) for line in text.splitlines() if line.startswith(wanted))
+
+
+def test_metrics_count_the_requests_served(lab):
+    pod = pod_name(lab)
+    before = lab.kubectl("get", "--raw", "/metrics").stdout
+    assert "# TYPE apiserver_request_total counter" in before
+    lab.kubectl("get", "pods", "-n", NS, "-l", SELECTOR)
+    lab.kubectl("logs", "-n", NS, pod, "-c", "api", "--tail=1")
+    after = lab.kubectl("get", "--raw", "/metrics").stdout
+    assert metric(after, "pods") - metric(before, "pods") >= 1
+    assert metric(after, "pods", "log") - metric(before, "pods", "log") == 1
