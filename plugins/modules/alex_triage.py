@@ -231,7 +231,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     k8s_auth_argument_spec,
 )
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, selector_for
-from ansible_collections.alexandria.ee.plugins.module_utils import k8s_preflight, restart_plan, triage
+from ansible_collections.alexandria.ee.plugins.module_utils import k8s_preflight, memory_quantity, restart_plan, triage
 
 
 def argument_spec():
@@ -274,7 +274,7 @@ def main():
                                   now=time.time(), stable_seconds=params["stable_seconds"])
         for cause in decided["causes"]:
             if cause["code"] == "oom_killed":
-                cause["proposed_memory_limit"] = triage.propose_memory_limit(cause.get("memory_limit"))
+                cause["proposed_memory_limit"] = memory_quantity.propose_memory_limit(cause.get("memory_limit"))
     except ValueError as exc:
         module.fail_json(msg="cannot classify: %s" % exc, k8s_requests=service.requests, selector=selector)
     if gathered["license_secret"]["error"]:

@@ -9,7 +9,7 @@ import pathlib
 
 import pytest
 
-from ansible_collections.alexandria.ee.plugins.module_utils import triage
+from ansible_collections.alexandria.ee.plugins.module_utils import memory_quantity, triage
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "api_not_serving"
 
@@ -78,7 +78,7 @@ def test_oom_ranks_above_its_symptom_and_proposes_a_limit():
     assert evidence_with(oom, "memory limit: 256Mi")
     assert evidence_with(oom, "OOMKilling Pod/alexandria-ee-6f7b9c8d4-m2v8r x3: Memory cgroup out of memory")
     assert evidence_with(causes[1], "(the OOM kill removed the socket)")
-    assert triage.propose_memory_limit(oom["memory_limit"]) == "512Mi"
+    assert memory_quantity.propose_memory_limit(oom["memory_limit"]) == "512Mi"
 
 
 def test_oom_without_the_kill_recorded_in_the_state_still_shows_from_events():
@@ -315,13 +315,13 @@ def test_malformed_input_does_not_raise():
     ("1e9", 10 ** 9), ("134217728", 134217728), ("128974848000m", 128974848), ("2k", 2000),
 ])
 def test_parse_quantity(text, expected):
-    assert triage.parse_quantity(text) == expected
+    assert memory_quantity.parse_quantity(text) == expected
 
 
 @pytest.mark.parametrize("bad", ["", "lots", "12Qi", "-1Gi", "0", None])
 def test_parse_quantity_rejects(bad):
     with pytest.raises(ValueError):
-        triage.parse_quantity(bad)
+        memory_quantity.parse_quantity(bad)
 
 
 @pytest.mark.parametrize("current,factor,expected", [
@@ -329,13 +329,13 @@ def test_parse_quantity_rejects(bad):
     ("100Ki", 2, "1Mi"), (None, 2, None),
 ])
 def test_propose_memory_limit(current, factor, expected):
-    assert triage.propose_memory_limit(current, factor) == expected
+    assert memory_quantity.propose_memory_limit(current, factor) == expected
 
 
 def test_propose_memory_limit_minimum_and_bad_factor():
-    assert triage.propose_memory_limit("64Mi", 2, minimum="1Gi") == "1Gi"
+    assert memory_quantity.propose_memory_limit("64Mi", 2, minimum="1Gi") == "1Gi"
     with pytest.raises(ValueError):
-        triage.propose_memory_limit("64Mi", 1)
+        memory_quantity.propose_memory_limit("64Mi", 1)
 
 
 def test_triage_has_no_ansible_or_kubernetes_imports():
