@@ -103,7 +103,8 @@ def test_down_and_status_with_nothing_running(tmp_path):
     (["break", "audit-tamper", "--tenant", "t", "--seq", "9-3"], 1, "1 <= A <= B"),
     (["break", "audit-delete", "--tenant", "t", "--seq", "0"], 1, "1 <= A <= B"),
     (["break", "audit-delete", "--seq", "1-2"], 1, "needs --tenant"),
-    (["break", "oom", "--seq", "1-2"], 1, "only apply to audit"),
+    (["break", "oom", "--seq", "1-2"], 1, "--seq only applies to audit-tamper and audit-delete"),
+    (["break", "oom", "--tenant", "t"], 1, "--tenant only applies to audit-tamper, audit-delete and forge-compromised-key"),
     (["seed-audit", "--tenants", "0", "--rows", "5"], 1, "at least 1"),
 ])
 def test_bad_input_is_one_line(lab, args, code, words):
