@@ -90,3 +90,18 @@ def run_playbook(name, directory, *args, inventory=None, variables=None, check=F
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, cwd=str(directory),
                           check=False)
     return Run(proc, stats)
+
+
+def lab_player(lab, root):
+    """Run playbooks of the collection against a lab as inventory host `lab`, with its alex_* host variables
+    (`alexlab inventory --host lab`): returns run(name, *args, **variables) -> Run, with .root = root."""
+    inventory = pathlib.Path(root) / "inventory.yml"
+    inventory.write_text(lab.cli("inventory", "--host", "lab").stdout)
+    os.chmod(inventory, 0o600)
+
+    def run(name, *args, **variables):
+        variables = dict(dict(alex_target="alexandria", alex_report_dir=str(pathlib.Path(root) / "reports")),
+                         **variables)
+        return run_playbook(name, root, *args, inventory=inventory, variables=variables)
+    run.root = root
+    return run

@@ -224,16 +224,7 @@ def test_license_apply_under_the_observer_stops_before_any_change(lab, capsys):
 def play(lab, tmp_path_factory):
     """Run a playbook of the collection against the lab as inventory host `lab` (its alex_* host variables, so
     the observer's kubeconfig); returns a function (name, *args, **variables) -> playbooks.Run."""
-    root = tmp_path_factory.mktemp("rbacplay")
-    inventory = root / "inventory.yml"
-    inventory.write_text(lab.cli("inventory", "--host", "lab").stdout)
-    os.chmod(inventory, 0o600)
-
-    def run(name, *args, **variables):
-        variables = dict(dict(alex_target="alexandria", alex_report_dir=str(root / "reports")), **variables)
-        return playbooks.run_playbook(name, root, *args, inventory=inventory, variables=variables)
-    run.root = root
-    return run
+    return playbooks.lab_player(lab, tmp_path_factory.mktemp("rbacplay"))
 
 
 def test_api_not_serving_check_under_the_observer_and_the_real_restart_stops(lab, play):

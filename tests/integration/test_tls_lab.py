@@ -292,15 +292,7 @@ def test_audit_module_refuses_then_accepts_with_ssl_rootcert(tls_postgres, pg_ho
 
 @pytest.fixture(scope="module")
 def tls_play(lab, tmp_path_factory):
-    root = tmp_path_factory.mktemp("tlsplay")
-    inventory = root / "inventory.yml"
-    inventory.write_text(lab.cli("inventory", "--host", "lab").stdout)
-    os.chmod(inventory, 0o600)
-
-    def run(name, *args, **variables):
-        variables = dict(dict(alex_target="alexandria", alex_report_dir=str(root / "reports")), **variables)
-        return playbooks.run_playbook(name, root, *args, inventory=inventory, variables=variables)
-    return run
+    return playbooks.lab_player(lab, tmp_path_factory.mktemp("tlsplay"))
 
 
 def test_health_over_https_with_the_inventorys_ca(lab, tls_play):
