@@ -34,6 +34,7 @@ from alexlab.facade_api import (GROUPS, METRICS_PATH, NS_RE, OPENAPI_HASH, PATH_
                                 metrics_text, openapi_doc, request_kind)
 from alexlab.store import Gone
 
+
 class ApiStatus(Exception):
     def __init__(self, code, reason, message, details=None):
         super().__init__(message)

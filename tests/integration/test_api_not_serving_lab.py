@@ -174,10 +174,14 @@ def test_triage_checks_the_restart_permissions_only_when_a_restart_is_the_fix(la
     assert "restart_preflight" not in healthy and healthy["k8s_requests"] == 5
     lab.break_("orchestrator-crash")
     pods = lab.pod_names()
+    # As the role does: triage gets the failed /ready probe.
+    probe = run_module(alex_ready, dict(base_url=lab.api_url, retries=0), capsys)
+    assert probe["ready"] is False
     # A real run leaves the checks to alex_pod_restart.
-    real = run_module(alex_triage, lab.k8s_args(restart_preflight=True), capsys)
-    assert real["causes"][0]["code"] == "orchestrator_socket_missing" and "restart_preflight" not in real
-    planned = run_module(alex_triage, lab.k8s_args(restart_preflight=True), capsys, check_mode=True)
+    real = run_module(alex_triage, lab.k8s_args(restart_preflight=True, probe=probe), capsys)
+    assert real["causes"][0]["code"] == "orchestrator_socket_missing", real["causes"]
+    assert "restart_preflight" not in real
+    planned = run_module(alex_triage, lab.k8s_args(restart_preflight=True, probe=probe), capsys, check_mode=True)
     assert planned["restart_preflight"] == dict(pods=pods, missing_permissions=[], checked=True)
     # One SelfSubjectAccessReview per pod to delete, and one for listing the pods.
     assert planned["k8s_requests"] == real["k8s_requests"] + len(pods) + 1
