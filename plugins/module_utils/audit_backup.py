@@ -153,9 +153,9 @@ def audit_table_set(cur, tables):
     return found
 
 
-def table_names(tables, manifest=None):
-    """The table names a backup holds: those its manifest counted (older manifests: the three)."""
-    counted = (manifest or {}).get("table_rows") or {}
+def table_names(tables, counted=None):
+    """The table names a backup holds: those its manifest's table_rows count (older manifests: the three)."""
+    counted = counted or {}
     names = [tables.table, tables.anchor_table, tables.quarantine_table]
     if "%s.%s" % (tables.schema, tables.rotation_table) in counted:
         names.append(tables.rotation_table)
@@ -216,7 +216,7 @@ def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=(), only_audit_t
                 identity = audit_store.database_identity(cur)
                 counts = table_fingerprints(cur, tables)
             started = audit_store.utc_now()
-            names = table_names(tables, {"table_rows": counts})
+            names = table_names(tables, counts)
             scope = dump_table_patterns(tables, names) if only_audit_tables else []
             _run([tools["pg_dump"], "--format=custom", "--no-password", "--snapshot=" + txn.snapshot,
                   "--file=" + tmp, "--dbname=" + conninfo] + scope, env, secrets, "pg_dump")
@@ -273,7 +273,7 @@ def backup_problems(manifest, path, identity, tables, max_age_seconds, now=None,
             problems.append("the backup file %s does not match its manifest's sha256" % path)
         elif tools is not None:
             try:
-                restore_list(tools["pg_restore"], path, tables, names=table_names(tables, manifest))
+                restore_list(tools["pg_restore"], path, tables, names=table_names(tables, manifest.get("table_rows")))
             except BackupError as exc:
                 problems.append(str(exc))
     except (IOError, OSError) as exc:
@@ -360,7 +360,7 @@ def restore_audit_tables(conn, tables, manifest, path, tools, secrets=(), lock_t
     """
     conn.rollback()
     conn.set_session(isolation_level="READ COMMITTED", readonly=False)
-    restored_names = table_names(tables, manifest)
+    restored_names = table_names(tables, manifest.get("table_rows"))
     # The tables the backup holds are replaced; rotation records newer than a backup taken without them stay.
     try:
         with conn.cursor() as cur:

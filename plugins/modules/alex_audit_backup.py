@@ -23,7 +23,8 @@ description:
     M(alexandria.ee.alex_audit_retire) requires such a manifest for the same database, younger than its
     C(max_backup_age).
   - O(state=restored) is the runbook's Rollback. It checks the file against its manifest and reads it back, then
-    replaces the rows of the three audit tables with the dump's in one transaction. Audit writers wait on the
+    replaces the rows of the audit tables the backup holds (the three, and the key rotation records where the
+    deployment has them) with the dump's in one transaction. Audit writers wait on the
     table lock, they do not fail. The restored rows must match the manifest's counts and fingerprints before it
     commits; otherwise nothing changes. Rows written after the backup are lost, as the runbook says.
   - C(pg_dump) refuses a server newer than itself. Without O(pg_dump_path) the module looks in C(PATH),
