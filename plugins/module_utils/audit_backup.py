@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_ranges
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
 from ansible_collections.alexandria.ee.plugins.module_utils import pg
@@ -224,12 +225,12 @@ def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=(), only_audit_t
             if handle.read(5) != b"PGDMP":
                 raise BackupError("pg_dump wrote no custom-format archive")
         listing = restore_list(tools["pg_restore"], tmp, tables, secrets, names)
-        digest, size = audit_store.sha256_file(tmp)
+        digest, size = audit_ranges.sha256_file(tmp)
     except BaseException:
         files.unlink_quietly(tmp)
         raise
     manifest = {
-        "format": audit_store.BACKUP_FORMAT,
+        "format": audit_ranges.BACKUP_FORMAT,
         "file": os.path.basename(dest),
         "sha256": digest,
         "bytes": size,
@@ -248,8 +249,8 @@ def take_backup(conn, tables, dsn, kwargs, dest, tools, secrets=(), only_audit_t
 
 def backup_problems(manifest, path, identity, tables, max_age_seconds, now=None, tools=None):
     """Why a backup manifest does not allow a retirement now (list of words; empty when it does)."""
-    if not isinstance(manifest, dict) or manifest.get("format") != audit_store.BACKUP_FORMAT:
-        return ["the backup manifest is not an %s manifest" % audit_store.BACKUP_FORMAT]
+    if not isinstance(manifest, dict) or manifest.get("format") != audit_ranges.BACKUP_FORMAT:
+        return ["the backup manifest is not an %s manifest" % audit_ranges.BACKUP_FORMAT]
     problems = []
     if not audit_store.same_database(manifest.get("database"), identity):
         problems.append("the backup is of another database")
@@ -268,7 +269,7 @@ def backup_problems(manifest, path, identity, tables, max_age_seconds, now=None,
     except ValueError:
         problems.append("the backup manifest has no valid created_at")
     try:
-        digest, size = audit_store.sha256_file(path)
+        digest, size = audit_ranges.sha256_file(path)
         if digest != manifest.get("sha256") or size != manifest.get("bytes"):
             problems.append("the backup file %s does not match its manifest's sha256" % path)
         elif tools is not None:

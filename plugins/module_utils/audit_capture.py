@@ -21,6 +21,7 @@ import os
 import re
 import threading
 
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_ranges
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
 
@@ -63,7 +64,7 @@ def _finish(path):
     """fsync path and return (sha256, bytes) of what it holds."""
     with open(path, "rb+") as handle:
         os.fsync(handle.fileno())
-    return audit_store.sha256_file(path)
+    return audit_ranges.sha256_file(path)
 
 
 class _Part(object):
@@ -94,7 +95,7 @@ class _Capture(object):
 
     def run_part(self, cur, part):
         with open(part.path, "wb", buffering=CAPTURE_BUFFER) as handle:
-            rows = audit_store.copy_ranges(cur, self.tables, part.tenant_id, part.ranges, handle, "csv",
+            rows = audit_ranges.copy_ranges(cur, self.tables, part.tenant_id, part.ranges, handle, "csv",
                                            header=part.header)
         with self.lock:
             self.rows[part.job] = self.rows.get(part.job, 0) + rows

@@ -16,6 +16,7 @@ import time
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_epochs as ae
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_ranges as ar
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
 try:
@@ -65,7 +66,7 @@ def plan_runs(segments, existing_anchors=None):
         run["rows"] = rows
         run["reason"] = ",".join(kinds)
         run["resume_seq"] = last + 1
-        run["row_ranges"] = st.row_ranges([dict(s, last_seq=min(s["last_seq"], last)) for s in run["segments"]
+        run["row_ranges"] = ar.row_ranges([dict(s, last_seq=min(s["last_seq"], last)) for s in run["segments"]
                                            if s["first_seq"] <= last])
         planned.append(run)
     return planned
@@ -303,9 +304,9 @@ def retire_apply(conn, tables, key, tenant_id, first, capture_manifest, backup_s
                 conn.rollback()
                 return {"changed": False, "runs": [], "anchors": [], "moved": 0, "verify_under_lock": how,
                         "lock_seconds": timer() - locked, "lock_wait_seconds": locked - started}
-            problems = st.capture_coverage_problems(capture_manifest, runs, result["segments"], capture_match)
-            digest, _size, _rows = st.capture_digest(cur, tables, tenant_id,
-                                                     st.normalize_ranges(capture_manifest.get("seq_ranges") or []))
+            problems = ar.capture_coverage_problems(capture_manifest, runs, result["segments"], capture_match)
+            digest, _size, _rows = ar.capture_digest(cur, tables, tenant_id,
+                                                     ar.normalize_ranges(capture_manifest.get("seq_ranges") or []))
             if digest != capture_manifest.get("sha256"):
                 problems.append("the rows the capture holds changed in the database since the capture")
             if problems:

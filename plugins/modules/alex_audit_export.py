@@ -188,6 +188,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_capture
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_ranges
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
 
@@ -200,7 +201,7 @@ def _unchanged(cur, tables, tenant, selection, ranges, segments, identity, dest,
         old = files.read_json(manifest_path)
     except (IOError, OSError, ValueError):
         return None
-    if not isinstance(old, dict) or old.get("format") != audit_store.CAPTURE_FORMAT:
+    if not isinstance(old, dict) or old.get("format") != audit_ranges.CAPTURE_FORMAT:
         return None
     same = (old.get("tenant_id") == tenant and old.get("selection") == selection
             and old.get("seq_ranges") == ranges and old.get("segments") == segments
@@ -208,10 +209,10 @@ def _unchanged(cur, tables, tenant, selection, ranges, segments, identity, dest,
             and old.get("file") == os.path.basename(dest))
     if not same:
         return None
-    digest, size = audit_store.sha256_file(dest)
+    digest, size = audit_ranges.sha256_file(dest)
     if digest != old.get("sha256") or size != old.get("bytes"):
         return None
-    now_digest, _size, _rows = audit_store.capture_digest(cur, tables, tenant, ranges)
+    now_digest, _size, _rows = audit_ranges.capture_digest(cur, tables, tenant, ranges)
     return old if now_digest == digest else None
 
 
@@ -227,7 +228,7 @@ def _plan(module, cur, tables, tenant, ranges, segments, identity, dest, manifes
         return entry
     entry.update(changed=True)
     if module.check_mode:
-        rows = audit_store.count_ranges(cur, tables, tenant, ranges)
+        rows = audit_ranges.count_ranges(cur, tables, tenant, ranges)
         entry.update(rows=rows, sha256=None, bytes=None,
                      msg="would capture %d rows of tenant %r into %s" % (rows, tenant, dest))
     return entry
@@ -242,7 +243,7 @@ def _tenant_ranges(module, conn, tables, creds, tenants, workers, snapshot):
                                                              creds.connect, snapshot=snapshot)
         for tenant in tenants:
             segments = results[tenant]["segments"]
-            found[tenant] = (audit_store.row_ranges(segments), segments)
+            found[tenant] = (audit_ranges.row_ranges(segments), segments)
     elif p["selection"] == "range":
         for tenant in tenants:
             found[tenant] = ([[p["first_seq"], p["last_seq"]]], None)
@@ -325,7 +326,7 @@ def main():
                                                        sessions=workers)
             for entry, (tmp, digest, size, rows) in zip(todo, written):
                 os.rename(tmp, entry["dest"])
-                manifest = audit_store.capture_manifest(entry["tenant"], tables, selection, entry["seq_ranges"],
+                manifest = audit_ranges.capture_manifest(entry["tenant"], tables, selection, entry["seq_ranges"],
                                                         entry["segments"], digest, size, rows, identity,
                                                         entry["dest"])
                 files.write_json_atomic(entry["manifest"], manifest)

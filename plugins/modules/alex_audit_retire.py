@@ -223,6 +223,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_module as am
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_ranges
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import pg_grants
 from ansible_collections.alexandria.ee.plugins.module_utils import files
@@ -258,10 +259,10 @@ def preconditions(params, first, tables, max_age, tools):
     else:
         capture = _manifest(params["capture_manifest"] or params["capture"] + ".manifest.json", "capture", missing)
         if capture is not None:
-            problems = audit_store.capture_file_problems(capture, params["capture"], params["tenant"], tables,
+            problems = audit_ranges.capture_file_problems(capture, params["capture"], params["tenant"], tables,
                                                          first["identity"])
             if not problems:
-                problems = audit_store.capture_coverage_problems(capture, first["runs"], first["result"]["segments"],
+                problems = audit_ranges.capture_coverage_problems(capture, first["runs"], first["result"]["segments"],
                                                                  params["capture_match"])
             missing.extend(problems)
     if not params["backup"]:

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_backup
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_ranges
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.module_utils import files
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_backup
@@ -34,7 +35,7 @@ def test_backup_is_verified_and_never_overwritten(pg_dsn, tmp_path):
     assert res["changed"] and not res.get("failed"), res
     manifest = json.load(open(dest + ".manifest.json"))
     assert manifest == res["backup"]
-    assert manifest["sha256"] == audit_store.sha256_file(dest)[0]
+    assert manifest["sha256"] == audit_ranges.sha256_file(dest)[0]
     assert manifest["verified"] is True and manifest["restore_list"]["table_data_entries"] >= 3
     assert manifest["table_rows"]["public.audit_logs"]["rows"] == 203
     assert manifest["table_rows"]["public.audit_chain_anchors"] == {"rows": 0, "fingerprint": "0"}
@@ -43,7 +44,7 @@ def test_backup_is_verified_and_never_overwritten(pg_dsn, tmp_path):
     assert "TABLE DATA public audit_logs" in listing.stdout
     again = h.run_module(alex_audit_backup, args)
     assert again["failed"] and "never overwritten" in again["msg"]
-    assert audit_store.sha256_file(dest)[0] == manifest["sha256"]
+    assert audit_ranges.sha256_file(dest)[0] == manifest["sha256"]
     assert sorted(os.listdir(tmp_path)) == ["pre.dump", "pre.dump.manifest.json"]
 
 
@@ -111,7 +112,7 @@ def test_damaged_backups_are_refused(pg_dsn, tmp_path):
     # a file that matches its manifest but is no archive: pg_restore --list decides, not the exit code of pg_dump
     open(dest, "wb").write(b"PGDMP" + b"\0" * 100)
     manifest = json.load(open(dest + ".manifest.json"))
-    manifest["sha256"], manifest["bytes"] = audit_store.sha256_file(dest)
+    manifest["sha256"], manifest["bytes"] = audit_ranges.sha256_file(dest)
     files.write_json_atomic(dest + ".manifest.json", manifest)
     res = h.run_module(alex_audit_backup, dict(dsn=pg_dsn, dest=dest, state="restored"))
     assert res["failed"] and "pg_restore --list" in res["msg"]

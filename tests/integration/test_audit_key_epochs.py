@@ -13,6 +13,7 @@ from psycopg2 import sql
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_keyring as akr
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_ranges
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store
 from ansible_collections.alexandria.ee.plugins.modules import alex_audit_verify
 
@@ -176,7 +177,7 @@ def test_anchor_in_the_second_epoch_and_retirement_across_the_boundary(pg_dsn):
     assert first["result"]["segments"] == [{"first_seq": 10, "last_seq": 11, "rows": 2, "kind": "hmac_mismatch"}]
     [run] = first["runs"]
     assert run["resume_seq"] == 12
-    digest, _size, _rows = audit_store.capture_digest(conn.cursor(), TABLES, "acme", [[10, 11]])
+    digest, _size, _rows = audit_ranges.capture_digest(conn.cursor(), TABLES, "acme", [[10, 11]])
     conn.rollback()
     manifest = {"seq_ranges": [[10, 11]], "segments": first["result"]["segments"], "sha256": digest}
     done = audit_retire.retire_apply(conn, TABLES, keyring, "acme", first, manifest, "b" * 64, "CR-1")

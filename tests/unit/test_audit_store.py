@@ -7,6 +7,7 @@ import pytest
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_chain as ac
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_retire
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_scan
+from ansible_collections.alexandria.ee.plugins.module_utils import audit_ranges as ar
 from ansible_collections.alexandria.ee.plugins.module_utils import audit_store as st
 
 KEY = b"unit-store-key"
@@ -290,20 +291,20 @@ def test_plan_runs_stops_before_seqs_an_existing_anchor_retired():
 
 
 def test_ranges_and_capture_coverage():
-    assert st.normalize_ranges([[5, 6], [1, 2], [3, 3], [10, 12]]) == [[1, 3], [5, 6], [10, 12]]
+    assert ar.normalize_ranges([[5, 6], [1, 2], [3, 3], [10, 12]]) == [[1, 3], [5, 6], [10, 12]]
     with pytest.raises(st.AuditError):
-        st.normalize_ranges([[3, 2]])
+        ar.normalize_ranges([[3, 2]])
     segments = [seg(3, 4, "hmac_mismatch"), seg(9, 10, "seq_gap")]
     runs = audit_retire.plan_runs(segments)
     exact = {"seq_ranges": [[3, 4]], "segments": segments}
-    assert st.capture_coverage_problems(exact, runs, segments) == []
+    assert ar.capture_coverage_problems(exact, runs, segments) == []
     wider = {"seq_ranges": [[1, 40]], "segments": []}
-    assert "holds seq ranges 1-40 but the rows to retire are 3-4" in st.capture_coverage_problems(wider, runs, segments)[0]
-    assert st.capture_coverage_problems(wider, runs, segments, "superset") == []
+    assert "holds seq ranges 1-40 but the rows to retire are 3-4" in ar.capture_coverage_problems(wider, runs, segments)[0]
+    assert ar.capture_coverage_problems(wider, runs, segments, "superset") == []
     narrow = {"seq_ranges": [[4, 4]], "segments": segments}
-    assert st.capture_coverage_problems(narrow, runs, segments, "superset") == ["the capture does not hold seq ranges 3-4"]
+    assert ar.capture_coverage_problems(narrow, runs, segments, "superset") == ["the capture does not hold seq ranges 3-4"]
     stale = {"seq_ranges": [[3, 4]], "segments": segments[:1]}
-    assert "other segments" in st.capture_coverage_problems(stale, runs, segments)[0]
+    assert "other segments" in ar.capture_coverage_problems(stale, runs, segments)[0]
 
 
 @pytest.mark.parametrize("key", [b"", b"k", "clé-🔑-2", b"x" * 64, b"y" * 65, b"z" * 200])
