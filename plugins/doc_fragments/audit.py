@@ -92,8 +92,8 @@ options:
     type: int
 '''
 
-    # Matches checkpoint_argument_spec() in plugins/module_utils/audit_module.py.
-    CHECKPOINT = r'''
+    # Matches checkpoint_argument_spec(update=False) in plugins/module_utils/audit_module.py: the stores, read only.
+    CHECKPOINT_READ = r'''
 options:
   checkpoint_dir:
     description:
@@ -134,6 +134,10 @@ options:
     type: list
     elements: path
     default: []
+'''
+
+    # Matches checkpoint_argument_spec() in plugins/module_utils/audit_module.py: the stores and the update.
+    CHECKPOINT = CHECKPOINT_READ + r'''
   update_checkpoints:
     description:
       - After the verification, write a new checkpoint for every tenant that verified (never in check mode). A

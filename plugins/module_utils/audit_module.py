@@ -165,18 +165,21 @@ def keyring_from(module, keyring_text, genesis_key, secrets):
     return keyring
 
 
-def checkpoint_argument_spec():
-    """Options of the checkpoint stores (docs/contract.md section 4, "Checkpoints")."""
-    return dict(
+def checkpoint_argument_spec(update=True):
+    """Options of the checkpoint stores (docs/contract.md section 4, "Checkpoints"); update=False leaves out
+    update_checkpoints (a caller that only reads them, alex_health)."""
+    spec = dict(
         checkpoint_dir=dict(type=arg_checks.path("a checkpoint directory")),
         checkpoint_secret=dict(type=arg_checks.k8s_name(), no_log=False),
         checkpoint_namespace=dict(type=arg_checks.k8s_name(label=True)),
         checkpoint_key=dict(type=arg_checks.text(arg_checks.MAX_TOKEN, "a checkpoint key"), no_log=True,
                             fallback=(env_fallback, ["ALEX_CHECKPOINT_KEY"])),
         mode=dict(type="str", default="incremental", choices=["full", "incremental"]),
-        update_checkpoints=dict(type="bool", default=False),
         checkpoint_witness=dict(type="list", elements=arg_checks.path("a run record"), default=[]),
     )
+    if update:
+        spec["update_checkpoints"] = dict(type="bool", default=False)
+    return spec
 
 
 def checkpoint_key(module, creds):

@@ -13,8 +13,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import time
+from urllib.parse import urlsplit, urlunsplit
 
-from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiError
+from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiClient, ApiError
 
 MAX_REASON_CHARS = 300
 
@@ -24,6 +25,16 @@ def _snippet(text):
     if len(text) > MAX_REASON_CHARS:
         return text[:MAX_REASON_CHARS] + "..."
     return text
+
+
+def safe_url(url):
+    """The URL without credentials, query or fragment, to show."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _ready_reason(resp):
@@ -113,4 +124,21 @@ def wait_until_ready(client, timeout, sleep_seconds=2.0, retries=0, retry_delay=
             break
         sleep(max(0.05, min(sleep_seconds, remaining)))
     result.update(waited_s=round(clock() - start, 2), probes=probes)
+    return result
+
+
+def check(params, retries=0, retry_delay=1.0):
+    """alex_ready's result for one probe (no wait) over the route the options give, or failed=True with the fatal
+    ApiError's line (the service proxy refused, no Kubernetes configuration); never raises ApiError."""
+    client = None
+    try:
+        client = ApiClient.from_params(params)
+        url = safe_url(client.url())
+        result = probe(client, retries=retries, retry_delay=retry_delay)
+    except ApiError as exc:
+        out = dict(failed=True, msg=str(exc))
+        if client is not None:
+            out["api_route"] = client.route_name
+        return out
+    result.update(changed=False, url=url, api_route=client.route_name)
     return result

@@ -330,7 +330,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.alexandria.ee.plugins.module_utils import license_codec as lc
 from ansible_collections.alexandria.ee.plugins.module_utils import license_k8s as lk
 from ansible_collections.alexandria.ee.plugins.module_utils import license_logic as ll
-from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+from ansible_collections.alexandria.ee.plugins.module_utils import api_queries, arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
     ApiClient, ApiError, api_route_argument_spec,
 )
@@ -429,8 +429,7 @@ class Runner:
 
     # -- states ------------------------------------------------------------------------------------
     def query(self):
-        status = ll.quota_status(self.license_doc())
-        return dict(changed=False, **status)
+        return api_queries.license_query(self.api())
 
     def validate(self):
         key = self.trust()

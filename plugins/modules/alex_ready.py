@@ -179,7 +179,7 @@ api_route:
   sample: service_proxy
 '''
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -190,15 +190,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
     api_route_argument_spec,
 )
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks, readiness
-
-
-def safe_url(url):
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(unparsable URL)"
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+from ansible_collections.alexandria.ee.plugins.module_utils.readiness import safe_url
 
 
 def argument_spec():

@@ -172,7 +172,7 @@ import datetime
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import seats_logic as sl
-from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+from ansible_collections.alexandria.ee.plugins.module_utils import api_queries, arg_checks
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiClient, ApiError, api_argument_spec
 
 
@@ -186,28 +186,6 @@ def argument_spec():
         list_tenants=dict(type="bool", default=False),
     )
     return spec
-
-
-def list_users(api):
-    body = api.call_json("GET", "/admin/v1/users")
-    users = body.get("users")
-    if not isinstance(users, list):
-        raise ApiError("GET /admin/v1/users: answer has no 'users' list")
-    return users
-
-
-def list_tenants(api):
-    try:
-        body = api.call_json("GET", "/admin/v1/tenants")
-    except ApiError as exc:
-        if exc.status == 403 and isinstance(exc.body, dict) and exc.body.get("error") == "tier_required":
-            raise ApiError("listing tenants needs the %s tier; this license is %s (GET /admin/v1/tenants answered 403)"
-                           % (exc.body.get("required", "enterprise"), exc.body.get("tier", "unknown")), status=403)
-        raise
-    tenants = body.get("tenants")
-    if not isinstance(tenants, list):
-        raise ApiError("GET /admin/v1/tenants: answer has no 'tenants' list")
-    return tenants
 
 
 def deactivate(module, api, todo, now):
@@ -238,22 +216,11 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc)
     try:
         api = ApiClient.from_params(p)
-        users = list_users(api)
-        inactive = sl.select_inactive(users, p["inactive_days"], now)
-        result = dict(
-            changed=False,
-            users_total=len(users),
-            active_users=sum(1 for u in users if u.get("status") == "active"),
-            inactive_days=p["inactive_days"],
-            inactive_users=[sl.user_summary(u, now) for u in inactive],
-        )
         if p["state"] == "query":
-            if p["list_tenants"]:
-                tenants = sl.tenant_summary(list_tenants(api), p["inactive_days"], now)
-                result["tenants"] = tenants
-                result["unused_tenants"] = [t["id"] for t in tenants if t["unused"]]
-            module.exit_json(**result)
-
+            module.exit_json(**api_queries.seats_query(api, p["inactive_days"], p["list_tenants"], now))
+        users = api_queries.list_users(api)
+        inactive = sl.select_inactive(users, p["inactive_days"], now)
+        result = api_queries.seats_usage(users, inactive, p["inactive_days"], now)
         candidates = sl.resolve_users(users, p["users"]) if p["users"] else inactive
         todo, already = sl.plan_deactivation(candidates, p["max_deactivate"])
     except sl.SelectionError as exc:
