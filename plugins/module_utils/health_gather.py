@@ -16,7 +16,7 @@ __metaclass__ = type
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.alexandria.ee.plugins.module_utils import api_queries, audit_verify_run, readiness, triage_run
+from ansible_collections.alexandria.ee.plugins.module_utils import api_queries, audit_verify_run, readiness
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import ApiClient, ApiError
 from ansible_collections.alexandria.ee.plugins.module_utils.license_logic import QuotaError
 
@@ -101,6 +101,9 @@ def probe_audit(params, no_log_values, check_mode):
 
 
 def probe_triage(params):
+    # Imported here: it imports the kubernetes client's models (about half a second of CPU), which a deployment
+    # that serves never needs (and S3 imports only the client, in its own thread, while /ready is asked).
+    from ansible_collections.alexandria.ee.plugins.module_utils import triage_run
     # As the health role always did: no /ready answer passed in (alex_triage without probe).
     return triage_run.run(params)
 
