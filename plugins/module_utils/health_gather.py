@@ -113,8 +113,8 @@ def _guarded(name, func, *args):
     try:
         return func(*args)
     except Exception as exc:  # a bug in one probe must not cost the others their answers
-        return dict(failed=True, msg="%s probe failed unexpectedly: %s: %s" % (LABELS[name], exc.__class__.__name__,
-                                                                             exc)), []
+        words = "%s probe failed unexpectedly: %s: %s" % (LABELS[name], exc.__class__.__name__, exc)
+        return dict(failed=True, msg=words), []
 
 
 def gather(params, given, no_log_values, check_mode=False):
