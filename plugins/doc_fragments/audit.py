@@ -92,8 +92,9 @@ options:
     type: int
 '''
 
-    # Matches checkpoint_argument_spec(update=False) in plugins/module_utils/audit_module.py: the stores, read only.
-    CHECKPOINT_READ = r'''
+    # Matches checkpoint_argument_spec(update=False) in plugins/module_utils/audit_module.py: the stores, read only
+    # (with CHECKPOINT_UPDATE, checkpoint_argument_spec()).
+    CHECKPOINT = r'''
 options:
   checkpoint_dir:
     description:
@@ -136,8 +137,9 @@ options:
     default: []
 '''
 
-    # Matches checkpoint_argument_spec() in plugins/module_utils/audit_module.py: the stores and the update.
-    CHECKPOINT = CHECKPOINT_READ + r'''
+    # With CHECKPOINT, matches checkpoint_argument_spec() in plugins/module_utils/audit_module.py: the update.
+    CHECKPOINT_UPDATE = r'''
+options:
   update_checkpoints:
     description:
       - After the verification, write a new checkpoint for every tenant that verified (never in check mode). A

@@ -45,6 +45,7 @@ extends_documentation_fragment:
   - alexandria.ee.audit
   - alexandria.ee.audit.KEY
   - alexandria.ee.audit.CHECKPOINT
+  - alexandria.ee.audit.CHECKPOINT_UPDATE
   - alexandria.ee.k8s_auth
   - alexandria.ee.k8s_auth.DEPLOYMENT
 attributes:

@@ -41,7 +41,7 @@ extends_documentation_fragment:
   - alexandria.ee.postgres
   - alexandria.ee.audit
   - alexandria.ee.audit.KEY
-  - alexandria.ee.audit.CHECKPOINT_READ
+  - alexandria.ee.audit.CHECKPOINT
 options:
   inventory_host:
     description: The inventory host of the deployment (the next command targets it with C(-e alex_target=<host>)).
