@@ -96,7 +96,7 @@ class _Capture(object):
     def run_part(self, cur, part):
         with open(part.path, "wb", buffering=CAPTURE_BUFFER) as handle:
             rows = audit_ranges.copy_ranges(cur, self.tables, part.tenant_id, part.ranges, handle, "csv",
-                                           header=part.header)
+                                            header=part.header)
         with self.lock:
             self.rows[part.job] = self.rows.get(part.job, 0) + rows
             self.pending[part.job] -= 1

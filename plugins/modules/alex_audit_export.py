@@ -327,8 +327,8 @@ def main():
             for entry, (tmp, digest, size, rows) in zip(todo, written):
                 os.rename(tmp, entry["dest"])
                 manifest = audit_ranges.capture_manifest(entry["tenant"], tables, selection, entry["seq_ranges"],
-                                                        entry["segments"], digest, size, rows, identity,
-                                                        entry["dest"])
+                                                         entry["segments"], digest, size, rows, identity,
+                                                         entry["dest"])
                 files.write_json_atomic(entry["manifest"], manifest)
                 entry.update(rows=rows, sha256=digest, bytes=size, capture=manifest,
                              msg="captured %d rows of tenant %r into %s (sha256 %s)"

@@ -260,10 +260,10 @@ def preconditions(params, first, tables, max_age, tools):
         capture = _manifest(params["capture_manifest"] or params["capture"] + ".manifest.json", "capture", missing)
         if capture is not None:
             problems = audit_ranges.capture_file_problems(capture, params["capture"], params["tenant"], tables,
-                                                         first["identity"])
+                                                          first["identity"])
             if not problems:
                 problems = audit_ranges.capture_coverage_problems(capture, first["runs"], first["result"]["segments"],
-                                                                 params["capture_match"])
+                                                                  params["capture_match"])
             missing.extend(problems)
     if not params["backup"]:
         missing.append("backup (a backup taken right before the retirement, from alex_audit_backup) is not given")
