@@ -181,6 +181,8 @@ def test_a_bad_chart_version_is_rolled_back(lab, tmp_path):
 
 
 def test_a_failed_rollback_stops_the_run_and_says_so(lab, tmp_path):
+    for name in ("broken", "helm"):
+        (tmp_path / name).mkdir()
     broken = make_helm_standin(tmp_path / "broken", lab, rollback_error="timed out waiting for the condition")
     run = player(lab, tmp_path, broken)(upgrade_chart_version=BAD, upgrade_allow=True)
     assert run.rc != 0
@@ -230,10 +232,10 @@ def test_the_checks_before_stop_the_run_before_anything(lab, tmp_path):
     assert run.rc != 0 and run.host("lab")["result"] == "gated"
     assert "set upgrade_allow=true" in run.failure() and command(helm, GOOD) in run.failure()
 
-    # A license expiring sooner than the minimum: the lab's, one day short of it.
+    # A license expiring sooner than the minimum: the lab's (365 days), a day or two short of it.
     code, served = lab.api("GET", "/license", auth=False)
     expires = datetime.datetime.strptime(served["expires_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-    minimum = (expires - datetime.datetime.now(datetime.timezone.utc)).days + 1
+    minimum = (expires - datetime.datetime.now(datetime.timezone.utc)).days + 2
     assert code == 200 and minimum > 30
     run = upgrade(upgrade_chart_version=GOOD, upgrade_allow=True, upgrade_min_license_days=minimum)
     assert run.rc != 0 and run.host("lab")["result"] == "refused"
