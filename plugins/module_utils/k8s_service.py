@@ -112,6 +112,16 @@ class ReleaseService:
         items = body.get("items") if isinstance(body, dict) else None
         return items if isinstance(items, list) else []
 
+    def list_helm_history(self):
+        """The release's Helm history Secrets (labels owner=helm,name=<release>), raw JSON: one list request."""
+        selector = "owner=helm,name=%s" % self.release
+        what = "listing the Helm history Secrets %s in namespace %s" % (selector, self.namespace)
+        body = self._json(what, self.core.list_namespaced_secret, self.namespace, label_selector=selector)
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise K8sError("Kubernetes API answered a Secret list without items while %s" % what)
+        return items
+
     def secret_keys(self, name):
         """{"name", "exists", "keys"} of a Secret, without keeping any value; exists is None when forbidden."""
         what = "reading secret %s in namespace %s" % (name, self.namespace)

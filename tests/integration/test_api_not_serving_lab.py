@@ -23,6 +23,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import triage
 from ansible_collections.alexandria.ee.plugins.modules import alex_pod_restart, alex_ready, alex_triage
 
 import playbooks
+from helm_standin import calls as helm_calls, make_helm_standin
 
 pytestmark = pytest.mark.lab
 
@@ -56,6 +57,12 @@ class Lab:
         config = kubernetes.client.Configuration()
         kubernetes.config.load_kube_config(config_file=self.kubeconfig, client_configuration=config)
         return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
+
+    def apps(self):
+        import kubernetes
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=self.kubeconfig, client_configuration=config)
+        return kubernetes.client.AppsV1Api(kubernetes.client.ApiClient(config))
 
     def pod_names(self):
         pods = self.core().list_namespaced_pod(self.namespace,
@@ -339,30 +346,6 @@ def test_restart_that_does_not_help_fails_clearly(lab, tmp_path):
     assert "helm rollback alexandria-ee -n alexandria" in run.failure()
 
 
-HELM_STANDIN = r'''#!{python}
-"""Stand-in for helm in the tests (no helm binary is available): records its argv and, for `upgrade`,
-applies the --set value to the Deployment the way the chart would render it."""
-import json, sys
-with open({log!r}, "a") as log:
-    log.write(json.dumps(sys.argv[1:]) + "\n")
-if sys.argv[1:2] == ["version"]:
-    print("v3.16.0+standin")
-    sys.exit(0)
-args = sys.argv[1:]
-value = args[args.index("--set") + 1]
-path, memory = value.split("=", 1)
-assert path == "resources.orchestrator.limits.memory", path
-import kubernetes
-config = kubernetes.client.Configuration()
-kubernetes.config.load_kube_config(config_file={kubeconfig!r}, client_configuration=config)
-apps = kubernetes.client.AppsV1Api(kubernetes.client.ApiClient(config))
-patch = {{"spec": {{"template": {{"spec": {{"containers": [
-    {{"name": "orchestrator", "resources": {{"limits": {{"memory": memory}}}}}}]}}}}}}}}
-apps.patch_namespaced_deployment(args[1], args[args.index("--namespace") + 1], patch)
-print("Release %s has been upgraded." % args[1])
-'''
-
-
 def test_oom_produces_the_exact_helm_change(lab, tmp_path):
     lab.break_("oom")
     run = playbook(lab, tmp_path, api_not_serving_allow_helm_upgrade=True,
@@ -396,23 +379,22 @@ def test_oom_produces_the_exact_helm_change(lab, tmp_path):
 def test_oom_helm_upgrade_path_with_a_standin_helm(lab, tmp_path):
     """The gated path that runs helm: a stand-in records the argv and applies the value as the chart would."""
     lab.break_("oom")
-    log = tmp_path / "helm-calls.jsonl"
-    helm = tmp_path / "helm"
-    helm.write_text(HELM_STANDIN.format(python=sys.executable, log=str(log), kubeconfig=lab.kubeconfig))
-    helm.chmod(0o755)
-    run = playbook(lab, tmp_path, api_not_serving_allow_helm_upgrade=True, api_not_serving_helm_binary=str(helm))
+    helm = make_helm_standin(tmp_path, lab)
+    run = playbook(lab, tmp_path, api_not_serving_allow_helm_upgrade=True, api_not_serving_helm_binary=helm)
     assert run.rc == 0, run.out
     assert run.summary["cause"] == "oom_killed" and run.summary["result"] == "remediated"
     (action,) = run.summary["actions"]
     assert action["done"] is True and action["helm_available"] is True
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert calls == [["version", "--short"],
+    assert helm_calls(helm) == [["version", "--short"],
                      ["upgrade", "alexandria-ee", "alexandria/alexandria-ee", "--namespace", "alexandria",
                       "--reuse-values", "--set", "resources.orchestrator.limits.memory=256Mi", "--wait",
                       "--timeout", "5m"]]
     assert run.summary["ready_after"] is True
+    (orchestrator,) = [c for c in lab.apps().read_namespaced_deployment(lab.release, lab.namespace).spec.template.spec
+                       .containers if c.name == "orchestrator"]
+    assert orchestrator.resources.limits["memory"] == "256Mi"
     # The raised limit holds the orchestrator's working set: still serving, nothing to change.
-    assert_healthy_and_unchanged(playbook(lab, tmp_path, api_not_serving_helm_binary=str(helm)))
+    assert_healthy_and_unchanged(playbook(lab, tmp_path, api_not_serving_helm_binary=helm))
 
 
 # -------------------------------------------------------------------------------- clear failures

@@ -40,6 +40,7 @@ BASELINE = {
     "alex_audit_verify": dict(AUDIT, hmac_key=SECRETS["hmac_key"]),
     "alex_fleet_report": dict(dest_dir="{tmp}/out/fleet", hosts={}),
     "alex_health": dict(inventory_host="prod-eu"),
+    "alex_helm_release": dict(K8S),
     "alex_license": dict(K8S_AUTH, **API),
     "alex_license_issuers": dict(K8S_AUTH, **API),
     "alex_plan": dict(plan=[{"action": "none"}]),
