@@ -8,7 +8,8 @@ orchestrator crash-loops (helm --wait fails it).
   to do;
 - a bad chart version: the upgrade fails, the automatic rollback brings revision 1's chart back (/ready 200), the
   record says rolled back; with a rollback that fails, the run stops and says so with the command; with
-  upgrade_rollback_on_failure=false the run stops with the rollback command, which works;
+  upgrade_rollback_on_failure=false the run stops with the rollback command, which works; a helm that fails before
+  writing a revision leaves nothing to roll back;
 - the checks before stop the run before anything: health not healthy (a lab fault), a license expiring sooner than
   upgrade_min_license_days, no helm binary or the gate closed (the exact command), not a Helm release.
 """
@@ -217,6 +218,7 @@ def test_a_failed_rollback_stops_the_run_and_says_so(lab, tmp_path):
 
 
 def test_the_checks_before_stop_the_run_before_anything(lab, tmp_path):
+    (tmp_path / "refusing").mkdir()
     helm = make_helm_standin(tmp_path, lab)
     upgrade = player(lab, tmp_path, helm)
     before = state_of(lab)
@@ -242,6 +244,17 @@ def test_the_checks_before_stop_the_run_before_anything(lab, tmp_path):
     assert "less than upgrade_min_license_days=%d" % minimum in run.failure()
     assert "alexandria.ee.license_renewal" in run.failure()
     assert upgrades(helm) == [] and not upgrade.backups.exists() and state_of(lab) == before
+
+    # A helm that fails before writing a revision: nothing to roll back, the run says so.
+    refusing = make_helm_standin(tmp_path / "refusing", lab,
+                                 upgrade_error="another operation (install/upgrade/rollback) is in progress")
+    run = upgrade(upgrade_chart_version=GOOD, upgrade_allow=True, upgrade_helm_binary=refusing,
+                  upgrade_backup_dir=str(tmp_path / "refusing" / "backups"))
+    assert run.rc != 0 and run.host("lab")["result"] == "upgrade_failed"
+    assert "before Helm wrote a revision: non-zero return code: Error: another operation" in run.failure()
+    assert "Nothing to roll back: revision 1 (alexandria-ee-1.4.0) is still the newest" in run.failure()
+    assert [argv[0] for argv in upgrades(refusing)] == ["upgrade"] and history(lab) == [(1, "deployed")]
+    assert run.custom["upgrade"]["rollback"] is None and run.custom["upgrade"]["rolled_back"] is False
 
     # Health not passing (a lab fault): stopped, naming what health saw and its next command.
     lab.cli("break", "seats-exhausted")
