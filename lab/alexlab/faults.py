@@ -320,7 +320,18 @@ def break_bad_upgrade(client, args, name):
     if read_json(_path(client.layout, name)):
         raise LabError("bad-upgrade is already active: heal it first")
     record = helm_fault.break_bad_upgrade(client, lambda data: _record(client.layout, name, data))
-    return ready_check(client, "orchestrator", "orchestrator.sock"), (
+    socket_gone = ready_check(client, "orchestrator", "orchestrator.sock")
+
+    def new_pod_crashed():
+        # The old pod's API also reports the socket gone while it terminates: wait for the new pod's crash.
+        dep = client.deployment()
+        status = dep.get("status") or {}
+        if status.get("observedGeneration", 0) < dep["metadata"]["generation"] or status.get("updatedReplicas") != 1:
+            return False
+        orchestrator = client.container_status("orchestrator") or {}
+        crashed = ((orchestrator.get("lastState") or {}).get("terminated") or {}).get("exitCode") == 2
+        return crashed and socket_gone()
+    return new_pod_crashed, (
         "revision %d deployed chart %s-%s (app %s); its orchestrator crash-loops, socket gone" % (
             record["version"], record["chart"]["metadata"]["name"], record["chart"]["metadata"]["version"],
             record["chart"]["metadata"]["appVersion"]))

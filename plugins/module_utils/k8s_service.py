@@ -170,10 +170,18 @@ class ReleaseService:
     # ------------------------------------------------------------ triage
 
     def gather(self, license_secret, license_secret_key, tail_lines=DEFAULT_TAIL_LINES,
-               limit_bytes=DEFAULT_LIMIT_BYTES):
-        """Everything triage.classify() reads, in a fixed number of requests; K8sError on failures."""
+               limit_bytes=DEFAULT_LIMIT_BYTES, helm_history=False):
+        """Everything triage.classify() reads, in a fixed number of requests; K8sError on failures. With
+        helm_history, also the Helm history Secrets (1 list request): helm_secrets, or helm_error when the list
+        failed (a 403 must not stop the triage)."""
         pods = self.require_pods()
         events = self.list_events()
+        helm = {}
+        if helm_history:
+            try:
+                helm["helm_secrets"] = self.list_helm_history()
+            except K8sError as exc:
+                helm["helm_error"] = str(exc)
         secret = self.secret_keys(license_secret)
         license_state = dict(name=license_secret, key=license_secret_key, exists=secret["exists"],
                              key_present=(license_secret_key in secret["keys"]) if secret["exists"] else None,
@@ -203,7 +211,7 @@ class ReleaseService:
             entry["previous" if previous else "current"] = text
             if note:
                 entry.setdefault("notes", []).append(("previous: " if previous else "current: ") + note)
-        return dict(pods=pods, events=events, logs=logs, license_secret=license_state)
+        return dict(pods=pods, events=events, logs=logs, license_secret=license_state, **helm)
 
     # ------------------------------------------------------------ restart
 

@@ -25,7 +25,8 @@ container is in CrashLoopBackOff, with helm's timeout error (helm would keep wai
 
 Failure modes (keyword arguments): broken_charts (chart versions whose orchestrator crash-loops, besides the
 catalogue's 1.5.0), rollback_error / upgrade_error (the command fails before changing anything: `Error: <text>`
-on stderr, exit 1), version (what `version --short` prints).
+on stderr, exit 1), version (what `version --short` prints), prune_revisions (history revisions deleted at
+the first call, `version --short` included, as a concurrent `helm upgrade --history-max` would prune them).
 """
 import copy
 import json
@@ -45,13 +46,14 @@ sys.exit(helm_standin.main({config!r}, sys.argv[1:]))
 
 def make_helm_standin(tmp_path, lab, **failure_modes):
     """Write tmp_path/helm (the stand-in) for this lab; returns its path as a string."""
-    unknown = set(failure_modes) - {"broken_charts", "rollback_error", "upgrade_error", "version"}
+    unknown = set(failure_modes) - {"broken_charts", "rollback_error", "upgrade_error", "version", "prune_revisions"}
     if unknown:
         raise TypeError("unknown failure modes: %s" % ", ".join(sorted(unknown)))
     info = lab.info
     config = os.path.join(str(tmp_path), "helm-standin.json")
     with open(config, "w", encoding="utf-8") as handle:
-        json.dump(dict(failure_modes, kubeconfig=info["kubeconfig"], log=os.path.join(str(tmp_path), "helm-calls.jsonl"),
+        json.dump(dict(failure_modes, kubeconfig=info["kubeconfig"], namespace=info["namespace"], release=info["release"],
+                       log=os.path.join(str(tmp_path), "helm-calls.jsonl"),
                        broken_charts=list(failure_modes.get("broken_charts") or ())), handle)
     path = os.path.join(str(tmp_path), "helm")
     with open(path, "w", encoding="utf-8") as handle:
@@ -118,10 +120,10 @@ def duration(text):
 class Cluster:
     """The release's history Secrets and Deployment, through the official client."""
 
-    def __init__(self, kubeconfig, namespace, release):
+    def __init__(self, kubeconfig, context, namespace, release):
         import kubernetes
         config = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
+        kubernetes.config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=config)
         client = kubernetes.client.ApiClient(config)
         self.core = kubernetes.client.CoreV1Api(client)
         self.apps = kubernetes.client.AppsV1Api(client)
@@ -187,6 +189,16 @@ def write_new(config, cluster, helm_release, record, superseded, wait, timeout, 
         cluster.update(helm_release, old)
     cluster.update(helm_release, record)
     return True
+
+
+def prune(cluster, helm_release, revisions):
+    """Delete these history revisions, as a concurrent `helm upgrade --history-max` would."""
+    for revision in revisions:
+        try:
+            cluster.core.delete_namespaced_secret(helm_release.secret_name(cluster.release, revision), cluster.namespace)
+        except Exception as exc:  # already gone
+            if getattr(exc, "status", None) != 404:
+                raise
 
 
 def cmd_upgrade(config, cluster, helm_release, positionals, options):
@@ -261,17 +273,23 @@ def main(config_path, argv):
     from alexlab import helm_release
     try:
         if argv[:1] == ["version"]:
+            if config.get("prune_revisions"):
+                prune(Cluster(config["kubeconfig"], None, config["namespace"], config["release"]), helm_release,
+                      config["prune_revisions"])
             print(config.get("version") or "v3.16.2+gstandin")
             return 0
         command = argv[0] if argv else ""
         if command not in ("upgrade", "rollback", "history"):
             raise Usage('unknown command "%s" for "helm"' % command)
-        positionals, options = parse(argv[1:], flags=("--namespace", "--version", "--timeout", "--output"),
+        positionals, options = parse(argv[1:], flags=("--namespace", "--version", "--timeout", "--output",
+                                                      "--kubeconfig", "--kube-context"),
                                      repeated=("--values", "--set"),
                                      switches=("--wait", "--reuse-values", "--reset-values", "--install"))
         if not positionals:
             raise Usage('"helm %s" requires a release name' % command)
-        cluster = Cluster(config["kubeconfig"], options.get("--namespace", "default"), positionals[0])
+        cluster = Cluster(options.get("--kubeconfig") or config["kubeconfig"], options.get("--kube-context"),
+                          options.get("--namespace", "default"), positionals[0])
+        prune(cluster, helm_release, config.get("prune_revisions") or ())
         if command == "upgrade":
             cmd_upgrade(config, cluster, helm_release, positionals, options)
         elif command == "rollback":

@@ -156,8 +156,9 @@ def test_ready_and_triage_on_a_healthy_lab(lab, capsys):
     assert [c["name"] for c in pod["containers"]] == ["api", "orchestrator"]
     assert pod["containers"][1]["memory_limit"] == "128Mi"
     assert result["logs"][pod["name"]]["api"]["current"]
-    # 1 pod list + 1 event list + 1 secret + 2 current logs (nothing restarted yet)
-    assert result["k8s_requests"] == 5
+    # 1 pod list + 1 event list + 1 Helm history list + 1 secret + 2 current logs (nothing restarted yet)
+    assert result["k8s_requests"] == 6
+    assert result["helm_release"]["installed"] is True and result["helm_release"]["note"] is None
     assert "license.blob" not in json.dumps(result["logs"])  # no Secret value anywhere
     assert lab.info["license_blob"] not in json.dumps(result)
 
@@ -169,7 +170,7 @@ def test_request_count_does_not_grow_with_the_log(lab, capsys):
     for dummy in range(2000):
         requests.get(lab.api_url + "/license", timeout=5)
     second = run_module(alex_triage, lab.k8s_args(tail_lines=20), capsys)
-    assert second["k8s_requests"] == first["k8s_requests"] == 5
+    assert second["k8s_requests"] == first["k8s_requests"] == 6
     (pod,) = second["pods"]
     assert len(first["logs"][pod["name"]]["api"]["current"].splitlines()) < 20
     assert len(second["logs"][pod["name"]]["api"]["current"].splitlines()) == 20
@@ -178,7 +179,7 @@ def test_request_count_does_not_grow_with_the_log(lab, capsys):
 def test_triage_checks_the_restart_permissions_only_when_a_restart_is_the_fix(lab, capsys):
     # Healthy: nothing to restart, so no permission checks and no restart_preflight.
     healthy = run_module(alex_triage, lab.k8s_args(restart_preflight=True), capsys, check_mode=True)
-    assert "restart_preflight" not in healthy and healthy["k8s_requests"] == 5
+    assert "restart_preflight" not in healthy and healthy["k8s_requests"] == 6
     lab.break_("orchestrator-crash")
     pods = lab.pod_names()
     # As the role does: triage gets the failed /ready probe.
@@ -235,7 +236,8 @@ def test_triage_names_each_lab_fault(lab, capsys, fault, code, needle):
     first = result["causes"][0]
     assert first["code"] == code, result["causes"]
     assert [line for line in first["evidence"] if needle in line], first["evidence"]
-    assert result["k8s_requests"] <= 7  # 1 pod list, 1 event list, 1 secret, 2 logs + 2 previous logs at most
+    # 1 pod list, 1 event list, 1 Helm history list, 1 secret, 2 logs + 2 previous logs at most
+    assert result["k8s_requests"] <= 8
 
 
 # -------------------------------------------------------------------------------- the playbook
