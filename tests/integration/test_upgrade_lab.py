@@ -11,9 +11,11 @@ orchestrator crash-loops (helm --wait fails it).
   upgrade_rollback_on_failure=false the run stops with the rollback command, which works; a helm that fails before
   writing a revision leaves nothing to roll back;
 - the checks before stop the run before anything: health not healthy (a lab fault), a license expiring sooner than
-  upgrade_min_license_days, no helm binary or the gate closed (the exact command), not a Helm release.
+  upgrade_min_license_days, no helm binary or the gate closed (the exact command), not a Helm release, a missing
+  values file or a --set value that is not path=value; a values-only upgrade at the deployed version is planned.
 """
 import datetime
+import hashlib
 import json
 import pathlib
 import subprocess
@@ -233,6 +235,25 @@ def test_the_checks_before_stop_the_run_before_anything(lab, tmp_path):
     run = upgrade(upgrade_chart_version=GOOD)
     assert run.rc != 0 and run.host("lab")["result"] == "gated"
     assert "set upgrade_allow=true" in run.failure() and command(helm, GOOD) in run.failure()
+
+    # A values-only upgrade at the deployed version is planned (values files by SHA-256, --set as given); a missing
+    # values file and a --set value that is not path=value are refused.
+    values = tmp_path / "site-values.yaml"
+    values.write_text("resources:\n  api:\n    limits:\n      memory: 1Gi\n")
+    memory = "resources.orchestrator.limits.memory=256Mi"
+    run = upgrade("--check", upgrade_chart_version=INSTALLED, upgrade_values_files=[str(values)],
+                  upgrade_set_values=[memory])
+    assert run.rc == 0 and run.host("lab")["result"] == "planned", run.out[-3000:]
+    (plan,) = run.record("lab")["plan"]
+    assert plan["values_files"] == [{"path": str(values), "sha256": hashlib.sha256(values.read_bytes()).hexdigest()}]
+    assert plan["set"] == [memory] and plan["from_chart_version"] == plan["to_chart_version"] == INSTALLED
+    assert plan["command"] == command(helm, INSTALLED, "--values", str(values), "--set", memory)
+    run = upgrade("--check", upgrade_chart_version=GOOD, upgrade_values_files=[str(tmp_path / "missing.yaml")],
+                  upgrade_set_values=["no-equals-sign"])
+    assert run.rc != 0 and run.host("lab")["result"] == "refused"
+    assert "not: no-equals-sign" in run.failure()
+    run = upgrade("--check", upgrade_chart_version=GOOD, upgrade_values_files=[str(tmp_path / "missing.yaml")])
+    assert run.rc != 0 and "No such values file: %s" % (tmp_path / "missing.yaml") in run.failure()
 
     # A license expiring sooner than the minimum: the lab's (365 days), a day or two short of it.
     code, served = lab.api("GET", "/license", auth=False)
