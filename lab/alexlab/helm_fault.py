@@ -33,8 +33,7 @@ def write_history(client, new_record, changed_records, secrets):
 
 def render_deployment(client, record):
     dep = client.deployment()
-    client.kube_ok("PUT", client.ns_path("deployments", client.release, "apps"),
-                    helm_release.render(dep, record))
+    client.kube_ok("PUT", client.ns_path("deployments", client.release, "apps"), helm_release.render(dep, record))
 
 
 def break_bad_upgrade(client, record_fault):
@@ -44,8 +43,8 @@ def break_bad_upgrade(client, record_fault):
                        % client.release)
     current = helm_release.newest(records)
     if current["chart"]["metadata"]["version"] == helm_release.BAD_CHART:
-        raise LabError("revision %d already runs chart %s-%s" % (current["version"], helm_release.CHART,
-                                                                   helm_release.BAD_CHART))
+        raise LabError("revision %d already runs chart %s-%s" % (
+            current["version"], helm_release.CHART, helm_release.BAD_CHART))
     saved = []
     for secret in secrets:
         kept = copy.deepcopy(secret)
@@ -63,8 +62,7 @@ def heal_bad_upgrade(client, saved):
     _records, secrets = history(client)
     for secret in secrets:
         if int(secret["metadata"]["labels"].get("version") or 0) > saved["last_revision"]:
-            client.kube_ok("DELETE", client.ns_path("secrets", secret["metadata"]["name"]),
-                            ok=(200, 404))
+            client.kube_ok("DELETE", client.ns_path("secrets", secret["metadata"]["name"]), ok=(200, 404))
     present = set(s["metadata"]["name"] for s in secrets)
     for secret in saved["secrets"]:
         name = secret["metadata"]["name"]

@@ -153,8 +153,8 @@ def render(deployment, record, broken_charts=()):
     labels = dep["metadata"].setdefault("labels", {})
     labels.update({"helm.sh/chart": "%s-%s" % (CHART, chart["version"]), "app.kubernetes.io/version":
                    chart["appVersion"], "app.kubernetes.io/managed-by": "Helm"})
-    dep["metadata"].setdefault("annotations", {}).update({"meta.helm.sh/release-name": record["name"],
-                                                           "meta.helm.sh/release-namespace": record["namespace"]})
+    dep["metadata"].setdefault("annotations", {}).update({
+        "meta.helm.sh/release-name": record["name"], "meta.helm.sh/release-namespace": record["namespace"]})
     state_format = CHARTS.get(chart["version"], {}).get("state_format")
     if chart["version"] in broken_charts:
         state_format = state_format or "v2"

@@ -179,8 +179,8 @@ def summary(release, found):
         return "%s is not a Helm release: no history Secret (labels %s)" % (release, selector_for(release))
     if not found["revisions"]:
         return "%s: no readable Helm history (%d Secret(s) unreadable)" % (release, len(found["problems"]))
-    line = "%s: %s; rollback target %s" % (release, revision_words(found["current"]),
-                                            "revision %d" % found["previous"]["revision"] if found["previous"] else "none")
+    target = "revision %d" % found["previous"]["revision"] if found["previous"] else "none"
+    line = "%s: %s; rollback target %s" % (release, revision_words(found["current"]), target)
     if found["problems"]:
         line += "; %d history Secret(s) unreadable" % len(found["problems"])
     return line

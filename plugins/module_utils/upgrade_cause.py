@@ -48,9 +48,9 @@ def symptom_onset(pods, events, now):
         stamp = event.get("firstTimestamp") or event.get("eventTime") or event.get("lastTimestamp")
         when = triage.parse_time(stamp)
         if when is not None:
-            found.append((when, "event %s %s on pod %s: %s" % (stamp, event.get("reason") or "?",
-                                                                 _get(event, "involvedObject", "name"),
-                                                                 (event.get("message") or "")[:200])))
+            found.append((when, "event %s %s on pod %s: %s" % (
+                stamp, event.get("reason") or "?", _get(event, "involvedObject", "name"),
+                (event.get("message") or "")[:200])))
     for pod in pods or []:
         for status in _get(pod, "status", "containerStatuses") or []:
             last = _get(status, "lastState", "terminated") or {}
@@ -88,8 +88,8 @@ def recent_upgrade(found, onset, onset_words, window_minutes, release, namespace
     if newest["revision"] == 1:
         return None, "revision 1 is the install, not an upgrade"
     if (newest["description"] or "").startswith(helm_history.ROLLBACK_PREFIX):
-        return None, "the newest revision %d is a rollback (%s), not an upgrade" % (newest["revision"],
-                                                                                   newest["description"])
+        return None, "the newest revision %d is a rollback (%s), not an upgrade" % (
+            newest["revision"], newest["description"])
     deployed = triage.parse_time(newest["last_deployed"])
     if deployed is None:
         return None, "revision %d has no readable last_deployed time (%r)" % (newest["revision"],

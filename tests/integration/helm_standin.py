@@ -224,8 +224,8 @@ def cmd_upgrade(config, cluster, helm_release, positionals, options):
                      duration(options.get("--timeout", "5m")), "Upgrade"):
         raise helm_release.HelmError("UPGRADE FAILED: context deadline exceeded")
     print('Release "%s" has been upgraded. Happy Helming!\nNAME: %s\nLAST DEPLOYED: %s\nNAMESPACE: %s\n'
-          'STATUS: deployed\nREVISION: %d' % (cluster.release, cluster.release, record["info"]["last_deployed"],
-                                             cluster.namespace, record["version"]))
+          'STATUS: deployed\nREVISION: %d' % (
+              cluster.release, cluster.release, record["info"]["last_deployed"], cluster.namespace, record["version"]))
 
 
 def cmd_rollback(config, cluster, helm_release, positionals, options):

@@ -388,9 +388,9 @@ def test_oom_helm_upgrade_path_with_a_standin_helm(lab, tmp_path):
     (action,) = run.summary["actions"]
     assert action["done"] is True and action["helm_available"] is True
     assert helm_calls(helm) == [["version", "--short"],
-                     ["upgrade", "alexandria-ee", "alexandria/alexandria-ee", "--namespace", "alexandria",
-                      "--reuse-values", "--set", "resources.orchestrator.limits.memory=256Mi", "--wait",
-                      "--timeout", "5m"]]
+                                ["upgrade", "alexandria-ee", "alexandria/alexandria-ee", "--namespace", "alexandria",
+                                 "--reuse-values", "--set", "resources.orchestrator.limits.memory=256Mi", "--wait",
+                                 "--timeout", "5m"]]
     assert run.summary["ready_after"] is True
     (orchestrator,) = [c for c in lab.apps().read_namespaced_deployment(lab.release, lab.namespace).spec.template.spec
                        .containers if c.name == "orchestrator"]

@@ -15,12 +15,14 @@ from alexlab import helm_release
 from ansible_collections.alexandria.ee.plugins.modules import alex_helm_release, alex_ready, alex_triage
 
 from helm_standin import calls as helm_calls, make_helm_standin
-from test_api_not_serving_lab import assert_healthy_and_unchanged, lab, playbook, run_module  # noqa: F401
+# The lab fixture of Scenario 1's tests: a lab of its own for each test.
+from test_api_not_serving_lab import lab  # pylint: disable=unused-import
+from test_api_not_serving_lab import assert_healthy_and_unchanged, playbook, run_module
 
 pytestmark = pytest.mark.lab
 
 
-def test_helm_release_reads_the_history(lab, capsys):  # noqa: F811
+def test_helm_release_reads_the_history(lab, capsys):
     result = run_module(alex_helm_release, lab.k8s_args(), capsys)
     assert result["changed"] is False and result["installed"] is True
     assert result["k8s_requests"] == 1 and result["selector"] == "owner=helm,name=alexandria-ee"
@@ -39,14 +41,14 @@ def test_helm_release_reads_the_history(lab, capsys):  # noqa: F811
     assert result["summary"].endswith("rollback target revision 1")
 
 
-def test_helm_release_not_a_helm_release(lab, capsys):  # noqa: F811
+def test_helm_release_not_a_helm_release(lab, capsys):
     result = run_module(alex_helm_release, lab.k8s_args(release="alexandria-other"), capsys)
     assert result["installed"] is False and result["revisions"] == [] and result["current"] is None
     assert result["summary"] == ("alexandria-other is not a Helm release: no history Secret (labels "
                                  "owner=helm,name=alexandria-other)")
 
 
-def test_helm_release_corrupt_secret_is_a_warning(lab, capsys):  # noqa: F811
+def test_helm_release_corrupt_secret_is_a_warning(lab, capsys):
     core = lab.core()
     name = "sh.helm.release.v1.alexandria-ee.v1"
     core.patch_namespaced_secret(name, lab.namespace, {"data": {"release": base64.b64encode(
@@ -58,7 +60,7 @@ def test_helm_release_corrupt_secret_is_a_warning(lab, capsys):  # noqa: F811
     assert line in str(result["warnings"])
 
 
-def test_helm_release_rbac_forbidden(lab, capsys):  # noqa: F811
+def test_helm_release_rbac_forbidden(lab, capsys):
     lab.break_("rbac-deny", "--resource", "secrets", "--verb", "list")
     result = run_module(alex_helm_release, lab.k8s_args(), capsys)
     assert result["failed"] is True
@@ -114,7 +116,7 @@ def rollback_command(lab, helm):
             % (helm, lab.kubeconfig))
 
 
-def test_bad_upgrade_names_recent_upgrade_next_to_the_symptom(lab, capsys):  # noqa: F811
+def test_bad_upgrade_names_recent_upgrade_next_to_the_symptom(lab, capsys):
     lab.break_("bad-upgrade")
     result = triage_now(lab, capsys)
     codes = [c["code"] for c in result["causes"]]
@@ -134,7 +136,7 @@ def test_bad_upgrade_names_recent_upgrade_next_to_the_symptom(lab, capsys):  # n
     assert result["helm_release"]["note"].startswith("revision 2 deployed ")
 
 
-def test_rollback_check_gate_real_and_again(lab, tmp_path):  # noqa: F811
+def test_rollback_check_gate_real_and_again(lab, tmp_path):
     lab.break_("bad-upgrade")
     helm = make_helm_standin(tmp_path, lab)
     before = history(lab)
@@ -196,12 +198,11 @@ def test_rollback_check_gate_real_and_again(lab, tmp_path):  # noqa: F811
     assert len(helm_calls(helm)) == calls and len(history(lab)) == 3
 
 
-def test_corrupt_and_not_gzip_history_is_one_line_of_evidence(lab, capsys):  # noqa: F811
+def test_corrupt_and_not_gzip_history_is_one_line_of_evidence(lab, capsys):
     lab.break_("bad-upgrade")
     name = "sh.helm.release.v1.alexandria-ee.v2"
-    for payload, words in ((b"this is not gzip", "data.release is not gzip (nor plain JSON): starts with bytes "
-                                                   "74686973"),
-                           (b"\x1f\x8b\x08\x00broken", "data.release is not valid gzip (")):
+    not_gzip = "data.release is not gzip (nor plain JSON): starts with bytes 74686973"
+    for payload, words in ((b"this is not gzip", not_gzip), (b"\x1f\x8b\x08\x00broken", "data.release is not valid gzip (")):
         set_release_data(lab, 2, base64.b64encode(payload))
         result = triage_now(lab, capsys)
         assert "recent_upgrade" not in [c["code"] for c in result["causes"]]
@@ -213,7 +214,7 @@ def test_corrupt_and_not_gzip_history_is_one_line_of_evidence(lab, capsys):  # n
         assert "Traceback" not in json.dumps(result)
 
 
-def test_no_history_is_not_a_helm_release(lab, tmp_path):  # noqa: F811
+def test_no_history_is_not_a_helm_release(lab, tmp_path):
     lab.core().delete_namespaced_secret("sh.helm.release.v1.alexandria-ee.v1", lab.namespace)
     lab.break_("orchestrator-crash")
     run = playbook(lab, tmp_path, check=True, api_not_serving_allow_rollback=True)
@@ -227,7 +228,7 @@ def test_no_history_is_not_a_helm_release(lab, tmp_path):  # noqa: F811
     assert "Helm: alexandria-ee is not a Helm release" in run.out
 
 
-def test_an_upgrade_long_before_the_outage_is_not_the_cause(lab, tmp_path):  # noqa: F811
+def test_an_upgrade_long_before_the_outage_is_not_the_cause(lab, tmp_path):
     lab.break_("bad-upgrade")
     rewrite_revision(lab, 2, last_deployed=helm_release.helm_time(
         datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)))
@@ -242,7 +243,7 @@ def test_an_upgrade_long_before_the_outage_is_not_the_cause(lab, tmp_path):  # n
     assert run.summary["cause"] == "recent_upgrade"
 
 
-def test_the_rollback_target_no_longer_exists(lab, tmp_path):  # noqa: F811
+def test_the_rollback_target_no_longer_exists(lab, tmp_path):
     lab.break_("bad-upgrade")
     # Revision 1 is pruned between triage and the rollback (a concurrent helm upgrade with --history-max).
     helm = make_helm_standin(tmp_path, lab, prune_revisions=[1])
@@ -264,7 +265,7 @@ def test_the_rollback_target_no_longer_exists(lab, tmp_path):  # noqa: F811
     assert [c[0] for c in helm_calls(helm)] == ["version", "version"]
 
 
-def test_a_failed_rollback_is_reported_and_stops_the_run(lab, tmp_path):  # noqa: F811
+def test_a_failed_rollback_is_reported_and_stops_the_run(lab, tmp_path):
     lab.break_("bad-upgrade")
     helm = make_helm_standin(tmp_path, lab, rollback_error="release alexandria-ee failed: timed out waiting for "
                                                            "the condition")
@@ -282,7 +283,7 @@ def test_a_failed_rollback_is_reported_and_stops_the_run(lab, tmp_path):  # noqa
     assert len(history(lab)) == 2
 
 
-def test_rollback_without_a_helm_binary_stops_with_the_command(lab, tmp_path):  # noqa: F811
+def test_rollback_without_a_helm_binary_stops_with_the_command(lab, tmp_path):
     lab.break_("bad-upgrade")
     missing = str(tmp_path / "no-such-helm")
     run = playbook(lab, tmp_path, api_not_serving_allow_rollback=True, api_not_serving_helm_binary=missing)

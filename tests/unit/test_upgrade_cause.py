@@ -144,7 +144,7 @@ def test_a_license_cause_stays_first():
                          confidence=95)
     causes, _note = decide(causes=[license_cause] + classify()["causes"])
     assert [c["code"] for c in causes][:3] == ["license_signature_failed", "recent_upgrade",
-                                              "orchestrator_socket_missing"]
+                                               "orchestrator_socket_missing"]
 
 
 def test_serving_is_left_alone():
