@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 
+from alexlab import helm_fault
 from alexlab import keys as labkeys
 from alexlab.common import LabError, parse_quantity, read_json, rfc3339, write_json
 from alexlab.labclient import LabClient
@@ -15,11 +16,11 @@ from alexlab.shared import audit_chain as ac
 
 FAULTS = ("orchestrator-crash", "orchestrator-hang", "oom", "license-corrupt", "license-missing", "license-expired",
           "seats-exhausted", "tenants-exhausted", "audit-tamper", "audit-delete", "audit-key-mismatch", "rbac-deny",
-          "forge-compromised-key")
+          "forge-compromised-key", "bad-upgrade")
 FORGED_ROWS = 3
 LICENSE_FAULTS = ("license-corrupt", "license-missing", "license-expired")
-PROCESS_AND_SECRET_FAULTS = ("orchestrator-crash", "orchestrator-hang", "oom", "rbac-deny", "audit-key-mismatch") + \
-    LICENSE_FAULTS
+PROCESS_AND_SECRET_FAULTS = ("orchestrator-crash", "orchestrator-hang", "oom", "rbac-deny", "audit-key-mismatch",
+                             "bad-upgrade") + LICENSE_FAULTS
 COLUMNS = "tenant_id, seq, occurred_at, actor, action, payload, prev_hmac, row_hmac"
 
 
@@ -315,11 +316,32 @@ def break_rbac(client, args, name):
     return (lambda: True), "the facade answers 403 Forbidden for %s %s" % (args.verb, args.resource)
 
 
+def break_bad_upgrade(client, args, name):
+    if read_json(_path(client.layout, name)):
+        raise LabError("bad-upgrade is already active: heal it first")
+    record = helm_fault.break_bad_upgrade(client, lambda data: _record(client.layout, name, data))
+    socket_gone = ready_check(client, "orchestrator", "orchestrator.sock")
+
+    def new_pod_crashed():
+        # The old pod's API also reports the socket gone while it terminates: wait for the new pod's crash.
+        dep = client.deployment()
+        status = dep.get("status") or {}
+        if status.get("observedGeneration", 0) < dep["metadata"]["generation"] or status.get("updatedReplicas") != 1:
+            return False
+        orchestrator = client.container_status("orchestrator") or {}
+        crashed = ((orchestrator.get("lastState") or {}).get("terminated") or {}).get("exitCode") == 2
+        return crashed and socket_gone()
+    return new_pod_crashed, (
+        "revision %d deployed chart %s-%s (app %s); its orchestrator crash-loops, socket gone" % (
+            record["version"], record["chart"]["metadata"]["name"], record["chart"]["metadata"]["version"],
+            record["chart"]["metadata"]["appVersion"]))
+
+
 BREAKERS = {"orchestrator-crash": break_orchestrator, "orchestrator-hang": break_orchestrator, "oom": break_oom,
             "license-corrupt": break_license, "license-missing": break_license, "license-expired": break_license,
             "seats-exhausted": break_quota, "tenants-exhausted": break_quota, "audit-tamper": break_audit,
             "audit-delete": break_audit, "audit-key-mismatch": break_key, "rbac-deny": break_rbac,
-            "forge-compromised-key": break_forge}
+            "forge-compromised-key": break_forge, "bad-upgrade": break_bad_upgrade}
 
 
 def cmd_break(args):
@@ -404,6 +426,11 @@ def heal_one(client, name, record, wait, timeout):
             client.rollout_restart()
     elif name == "rbac-deny":
         _forget(layout, name)
+    elif name == "bad-upgrade":
+        helm_fault.heal_bad_upgrade(client, record)
+        _forget(layout, name)
+        if wait:
+            client.wait_ready(timeout)
     elif name == "forge-compromised-key":
         conn = client.connect()
         try:

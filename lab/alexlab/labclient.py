@@ -75,6 +75,10 @@ class LabClient:
             raise LabError("Kubernetes facade: %s %s answered %s: %s" % (method, path, status, message))
         return reply
 
+    def kube_ok(self, method, path, body=None, content_type=None, ok=(200, 201)):
+        """A request to the facade that must answer one of `ok`: its JSON, else LabError."""
+        return self._kube_ok(method, path, body, content_type, ok)
+
     def ns_path(self, resource, name=None, group=""):
         base = "/apis/%s/v1" % group if group else "/api/v1"
         path = "%s/namespaces/%s/%s" % (base, self.namespace, resource)

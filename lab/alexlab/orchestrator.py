@@ -7,6 +7,9 @@ shared emptyDir). Faults are read from ALEXLAB_FAULTS_DIR, as a chaos tool would
 - orchestrator-crash.json: panics at start (before the socket exists) and when it appears
 - orchestrator-hang.json:  every Check blocks (until the caller's deadline passes)
 - oom.json:                grows its working set to `working_set_bytes` (really allocated and written)
+
+A chart can break it too: an ALEX_SCHEDULER_STATE_FORMAT it cannot load (what the lab's chart 1.5.0 renders,
+`alexlab break bad-upgrade`) makes it panic at start, before the socket exists, as orchestrator-crash does.
 """
 import json
 import os
@@ -87,6 +90,12 @@ def main():
     if os.path.exists(local):
         os.unlink(local)
     log_line("info", "scheduler: loading job state")
+    state_format = os.environ.get("ALEX_SCHEDULER_STATE_FORMAT", "")
+    if state_format not in ("", "v1"):
+        log_line("error", "scheduler: job state format %r is not supported by this orchestrator (supported: v1)"
+                 % state_format)
+        time.sleep(0.3)
+        panic(local, "LoadState")
     if faults.crash():
         time.sleep(0.3)
         panic(local, "LoadState")

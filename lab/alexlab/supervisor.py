@@ -28,7 +28,7 @@ import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from alexlab import k8s_facade, kobjects, pki, rbac
+from alexlab import helm_release, k8s_facade, kobjects, pki, rbac
 from alexlab.common import (SOCKET_PATH, Layout, log_line, parse_quantity, proc_identity, read_json, rfc3339,
                             write_json)
 from alexlab.store import Store
@@ -111,8 +111,16 @@ class Supervisor:
         put("secrets", kobjects.secret_obj(ns, rel + "-license", {"license.blob": info["license_blob"]},
                                            kobjects.labels_for(rel)))
         put("services", kobjects.service_obj(ns, rel))
-        put("deployments", kobjects.deployment_obj(ns, rel, "127.0.0.1:%d" % info["api_port"], info["issuer_public_key"],
-                                                   pki.api_pair(self.layout) if info.get("api_tls") else None))
+        # Installed by Helm: revision 1 of the release's history, and the Deployment as its chart renders it.
+        stamp = helm_release.helm_time()
+        installed = helm_release.release_record(rel, ns, 1, helm_release.INSTALLED_CHART, {}, "deployed",
+                                                "Install complete", stamp, stamp)
+        history = helm_release.secret_obj(installed)
+        history["metadata"] = kobjects.meta(ns, history["metadata"]["name"], history["metadata"]["labels"])
+        put("secrets", history)
+        put("deployments", helm_release.render(kobjects.deployment_obj(
+            ns, rel, "127.0.0.1:%d" % info["api_port"], info["issuer_public_key"],
+            pki.api_pair(self.layout) if info.get("api_tls") else None), installed))
 
     def event(self, obj, reason, message, kind="Normal", component="kubelet", field_path=None):
         ref = kobjects.involved(obj, field_path)

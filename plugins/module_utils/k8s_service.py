@@ -112,6 +112,16 @@ class ReleaseService:
         items = body.get("items") if isinstance(body, dict) else None
         return items if isinstance(items, list) else []
 
+    def list_helm_history(self):
+        """The release's Helm history Secrets (labels owner=helm,name=<release>), raw JSON: one list request."""
+        selector = "owner=helm,name=%s" % self.release
+        what = "listing the Helm history Secrets %s in namespace %s" % (selector, self.namespace)
+        body = self._json(what, self.core.list_namespaced_secret, self.namespace, label_selector=selector)
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise K8sError("Kubernetes API answered a Secret list without items while %s" % what)
+        return items
+
     def secret_keys(self, name):
         """{"name", "exists", "keys"} of a Secret, without keeping any value; exists is None when forbidden."""
         what = "reading secret %s in namespace %s" % (name, self.namespace)
@@ -160,10 +170,18 @@ class ReleaseService:
     # ------------------------------------------------------------ triage
 
     def gather(self, license_secret, license_secret_key, tail_lines=DEFAULT_TAIL_LINES,
-               limit_bytes=DEFAULT_LIMIT_BYTES):
-        """Everything triage.classify() reads, in a fixed number of requests; K8sError on failures."""
+               limit_bytes=DEFAULT_LIMIT_BYTES, helm_history=False):
+        """Everything triage.classify() reads, in a fixed number of requests; K8sError on failures. With
+        helm_history, also the Helm history Secrets (1 list request): helm_secrets, or helm_error when the list
+        failed (a 403 must not stop the triage)."""
         pods = self.require_pods()
         events = self.list_events()
+        helm = {}
+        if helm_history:
+            try:
+                helm["helm_secrets"] = self.list_helm_history()
+            except K8sError as exc:
+                helm["helm_error"] = str(exc)
         secret = self.secret_keys(license_secret)
         license_state = dict(name=license_secret, key=license_secret_key, exists=secret["exists"],
                              key_present=(license_secret_key in secret["keys"]) if secret["exists"] else None,
@@ -193,7 +211,7 @@ class ReleaseService:
             entry["previous" if previous else "current"] = text
             if note:
                 entry.setdefault("notes", []).append(("previous: " if previous else "current: ") + note)
-        return dict(pods=pods, events=events, logs=logs, license_secret=license_state)
+        return dict(pods=pods, events=events, logs=logs, license_secret=license_state, **helm)
 
     # ------------------------------------------------------------ restart
 

@@ -17,7 +17,7 @@ import json
 
 RECORD_FORMAT = "alexandria.ee/run-record/v1"
 SCENARIOS = ("api_not_serving", "quota_exceeded", "license_renewal", "audit_chain_failure", "audit_chain_rollback",
-             "audit_chain_watch", "backup_restore", "key_rotation")
+             "audit_chain_watch", "backup_restore", "key_rotation", "upgrade")
 
 
 def canonical_json(value):

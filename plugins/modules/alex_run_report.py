@@ -46,7 +46,7 @@ options:
     type: str
     required: true
     choices: [api_not_serving, quota_exceeded, license_renewal, audit_chain_failure, audit_chain_rollback,
-              audit_chain_watch, backup_restore, key_rotation]
+              audit_chain_watch, backup_restore, key_rotation, upgrade]
   deployment:
     description:
       - Which deployment, for example C(host), C(namespace), C(release).

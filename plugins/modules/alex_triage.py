@@ -27,9 +27,18 @@ description:
     C(license signature verification failed)), C(license_secret_missing) (the license Secret or its key
     missing), C(oom_killed) (C(lastState.terminated.reason=OOMKilled), exit code 137, OOM events),
     C(healthy), C(unknown).
+  - >-
+    With O(helm_history=true) (the default) it also reads the release's Helm history (the Secrets Helm 3 keeps
+    it in, see M(alexandria.ee.alex_helm_release)) and adds C(recent_upgrade) when the outage's first symptom
+    (the earliest Warning event on the current pods, or a container's last failed exit) came at most
+    O(upgrade_window) minutes after the newest revision was deployed. It is reported next to the symptom cause,
+    not instead of it - first, unless the first cause is a license one - and its next step is the rollback to
+    the previous revision. An upgrade longer before the outage, a rollback, the install itself, or a release
+    without history (not a Helm release) is not named; RV(helm_release) says why. A history Secret that cannot
+    be decoded is one line of evidence and a warning, never a failure.
   - The number of Kubernetes API requests does not depend on the log length - 1 pod list, 1 event list,
-    1 Secret read, 1 log read per container plus 1 per restarted container (C(tailLines) and C(limitBytes)
-    bound each).
+    1 Helm history Secret list (with O(helm_history=true)), 1 Secret read, 1 log read per container plus 1 per
+    restarted container (C(tailLines) and C(limitBytes) bound each).
   - Fails with one message naming the problem when the Kubernetes API is unreachable, refuses the credentials,
     RBAC forbids a read (403), the namespace does not exist or no pod matches the release.
 author:
@@ -91,11 +100,24 @@ options:
         checks the permissions itself before deleting anything.
     type: bool
     default: false
+  helm_history:
+    description:
+      - Read the release's Helm history (1 list request of the Secrets labelled C(owner=helm,name=<release>))
+        and name C(recent_upgrade) when the outage followed an upgrade. A 403 on the list is a warning.
+    type: bool
+    default: true
+  upgrade_window:
+    description:
+      - Minutes after the newest revision was deployed within which the outage's first symptom names
+        C(recent_upgrade); from 0 (never) to 10080.
+    type: int
+    default: 30
 requirements:
   - kubernetes (the official Python client)
 notes:
-  - Only reads. RBAC needed in the namespace - C(list) pods and events, C(get) pods/log and the license Secret.
-    A 403 on the Secret is reported in RV(license_secret) instead of failing.
+  - Only reads. RBAC needed in the namespace - C(list) pods and events, C(get) pods/log and the license Secret,
+    and C(list) Secrets for the Helm history. A 403 on the license Secret is reported in RV(license_secret), on the
+    history in RV(helm_release), instead of failing.
 seealso:
   - module: alexandria.ee.alex_ready
   - module: alexandria.ee.alex_pod_restart
@@ -132,7 +154,7 @@ causes:
     code:
       description: One of C(orchestrator_socket_missing), C(orchestrator_deadline_exceeded),
         C(license_blob_invalid), C(license_signature_failed), C(license_secret_missing), C(oom_killed),
-        C(healthy), C(unknown).
+        C(recent_upgrade), C(healthy), C(unknown).
       type: str
       sample: oom_killed
     container:
@@ -164,6 +186,42 @@ causes:
       description: For C(oom_killed), twice the current limit (null when none is set).
       type: str
       sample: 512Mi
+    revision:
+      description: For C(recent_upgrade), the newest revision (the upgrade).
+      type: int
+      sample: 2
+    chart:
+      description: For C(recent_upgrade), its chart (C(<name>-<version>)).
+      type: str
+      sample: alexandria-ee-1.5.0
+    app_version:
+      description: For C(recent_upgrade), its app version.
+      type: str
+      sample: 1.5.0
+    deployed_at:
+      description: For C(recent_upgrade), when it was deployed (Helm's last_deployed).
+      type: str
+      sample: "2026-11-28T14:02:10.654321Z"
+    previous_revision:
+      description: For C(recent_upgrade), the rollback target (null when no earlier revision was deployed).
+      type: int
+      sample: 1
+    previous_chart:
+      description: For C(recent_upgrade), the rollback target's chart.
+      type: str
+      sample: alexandria-ee-1.4.0
+    previous_app_version:
+      description: For C(recent_upgrade), the rollback target's app version.
+      type: str
+      sample: 1.4.0
+    first_symptom_after_seconds:
+      description: For C(recent_upgrade), seconds from the deploy to the outage's first symptom.
+      type: int
+      sample: 4
+    window_minutes:
+      description: For C(recent_upgrade), the O(upgrade_window) it was judged with.
+      type: int
+      sample: 30
 pods:
   description: Per pod - name, phase, node, deleting, ready, and per container name, ready, started, restart_count,
     state, running_since, state_reason, last_terminated (reason, exit_code, finished_at), memory_limit.
@@ -186,6 +244,17 @@ license_secret:
   type: dict
   sample: {"name": "alexandria-ee-license", "key": "license.blob", "exists": true, "key_present": true,
            "error": null}
+helm_release:
+  description:
+    - With O(helm_history=true) - the history as M(alexandria.ee.alex_helm_release) returns it (C(installed),
+      C(current), C(previous), C(problems), C(summary)), C(error) (why it could not be listed, else null) and
+      C(note), one line on the upgrade check (why no upgrade is named, or the timing of the one that is; null
+      while serving).
+  returned: success, with O(helm_history=true)
+  type: dict
+  sample: {"installed": true, "current": {"revision": 2, "chart": "alexandria-ee-1.5.0"}, "previous": {"revision": 1},
+           "problems": [], "error": null, "summary": "alexandria-ee: revision 2 (deployed, ...); rollback target revision 1",
+           "note": "revision 2 deployed 2026-11-28T14:02:10.654321Z; the first symptom came 0m04s after it (window 30 min)"}
 k8s_requests:
   description: How many Kubernetes API requests the triage made.
   returned: always
@@ -231,7 +300,14 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     k8s_auth_argument_spec,
 )
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, selector_for
-from ansible_collections.alexandria.ee.plugins.module_utils import k8s_preflight, memory_quantity, restart_plan, triage
+from ansible_collections.alexandria.ee.plugins.module_utils import (
+    helm_history,
+    k8s_preflight,
+    memory_quantity,
+    restart_plan,
+    triage,
+    upgrade_cause,
+)
 
 
 def argument_spec():
@@ -246,6 +322,8 @@ def argument_spec():
         probe=dict(type=arg_checks.data("dict")),
         stable_seconds=dict(type=arg_checks.count(0, arg_checks.DAY), default=triage.DEFAULT_STABLE_SECONDS),
         restart_preflight=dict(type="bool", default=False),
+        helm_history=dict(type="bool", default=True),
+        upgrade_window=dict(type=arg_checks.count(0, 7 * 24 * 60), default=upgrade_cause.DEFAULT_WINDOW_MINUTES),
     )
     return spec
 
@@ -261,7 +339,7 @@ def main():
         service = ReleaseService(api_client, params["namespace"], params["release"],
                                  request_timeout=params["request_timeout"])
         gathered = service.gather(license_secret, params["license_secret_key"], params["tail_lines"],
-                                  params["limit_bytes"])
+                                  params["limit_bytes"], helm_history=params["helm_history"])
     except K8sError as exc:
         extra = dict(exception=KUBERNETES_IMPORT_ERROR) if KUBERNETES_IMPORT_ERROR else {}
         module.fail_json(msg=str(exc), k8s_requests=service.requests if service else 0, selector=selector, **extra)
@@ -277,15 +355,34 @@ def main():
                 cause["proposed_memory_limit"] = memory_quantity.propose_memory_limit(cause.get("memory_limit"))
     except ValueError as exc:
         module.fail_json(msg="cannot classify: %s" % exc, k8s_requests=service.requests, selector=selector)
+    extra = {}
+    if params["helm_history"]:
+        extra["helm_release"] = read_helm_history(module, gathered, decided, params)
     if gathered["license_secret"]["error"]:
         module.warn(gathered["license_secret"]["error"])
-    extra = {}
     if params["restart_preflight"] and module.check_mode and restart_plan.restart_fixes(decided["causes"]):
         extra["restart_preflight"] = preflight_restart(module, api_client, service, decided["pods"])
     module.exit_json(changed=False, causes=decided["causes"], pods=decided["pods"], events=decided["events"],
                      logs=gathered["logs"], license_secret=gathered["license_secret"],
                      k8s_requests=service.requests, selector=selector, namespace=params["namespace"],
                      release=params["release"], **extra)
+
+
+def read_helm_history(module, gathered, decided, params):
+    """The release's Helm history, and recent_upgrade added to decided["causes"] when the outage followed it."""
+    if "helm_error" in gathered:
+        module.warn("Helm history not read: %s" % gathered["helm_error"])
+        return dict(installed=None, current=None, previous=None, problems=[], error=gathered["helm_error"],
+                    summary="Helm history not read: %s" % gathered["helm_error"], note=None)
+    found = helm_history.history(gathered.pop("helm_secrets"))
+    for line in found["problems"]:
+        module.warn(line)
+    decided["causes"], note = upgrade_cause.with_upgrade_cause(
+        decided["causes"], found, gathered["pods"], gathered["events"], time.time(), params["upgrade_window"],
+        params["release"], params["namespace"])
+    return dict(installed=found["installed"], current=found["current"], previous=found["previous"],
+                problems=found["problems"], error=None, summary=helm_history.summary(params["release"], found),
+                note=note)
 
 
 def preflight_restart(module, api_client, service, pod_summaries):

@@ -23,6 +23,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import triage
 from ansible_collections.alexandria.ee.plugins.modules import alex_pod_restart, alex_ready, alex_triage
 
 import playbooks
+from helm_standin import calls as helm_calls, make_helm_standin
 
 pytestmark = pytest.mark.lab
 
@@ -56,6 +57,12 @@ class Lab:
         config = kubernetes.client.Configuration()
         kubernetes.config.load_kube_config(config_file=self.kubeconfig, client_configuration=config)
         return kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(config))
+
+    def apps(self):
+        import kubernetes
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=self.kubeconfig, client_configuration=config)
+        return kubernetes.client.AppsV1Api(kubernetes.client.ApiClient(config))
 
     def pod_names(self):
         pods = self.core().list_namespaced_pod(self.namespace,
@@ -149,8 +156,9 @@ def test_ready_and_triage_on_a_healthy_lab(lab, capsys):
     assert [c["name"] for c in pod["containers"]] == ["api", "orchestrator"]
     assert pod["containers"][1]["memory_limit"] == "128Mi"
     assert result["logs"][pod["name"]]["api"]["current"]
-    # 1 pod list + 1 event list + 1 secret + 2 current logs (nothing restarted yet)
-    assert result["k8s_requests"] == 5
+    # 1 pod list + 1 event list + 1 Helm history list + 1 secret + 2 current logs (nothing restarted yet)
+    assert result["k8s_requests"] == 6
+    assert result["helm_release"]["installed"] is True and result["helm_release"]["note"] is None
     assert "license.blob" not in json.dumps(result["logs"])  # no Secret value anywhere
     assert lab.info["license_blob"] not in json.dumps(result)
 
@@ -162,7 +170,7 @@ def test_request_count_does_not_grow_with_the_log(lab, capsys):
     for dummy in range(2000):
         requests.get(lab.api_url + "/license", timeout=5)
     second = run_module(alex_triage, lab.k8s_args(tail_lines=20), capsys)
-    assert second["k8s_requests"] == first["k8s_requests"] == 5
+    assert second["k8s_requests"] == first["k8s_requests"] == 6
     (pod,) = second["pods"]
     assert len(first["logs"][pod["name"]]["api"]["current"].splitlines()) < 20
     assert len(second["logs"][pod["name"]]["api"]["current"].splitlines()) == 20
@@ -171,7 +179,7 @@ def test_request_count_does_not_grow_with_the_log(lab, capsys):
 def test_triage_checks_the_restart_permissions_only_when_a_restart_is_the_fix(lab, capsys):
     # Healthy: nothing to restart, so no permission checks and no restart_preflight.
     healthy = run_module(alex_triage, lab.k8s_args(restart_preflight=True), capsys, check_mode=True)
-    assert "restart_preflight" not in healthy and healthy["k8s_requests"] == 5
+    assert "restart_preflight" not in healthy and healthy["k8s_requests"] == 6
     lab.break_("orchestrator-crash")
     pods = lab.pod_names()
     # As the role does: triage gets the failed /ready probe.
@@ -228,7 +236,8 @@ def test_triage_names_each_lab_fault(lab, capsys, fault, code, needle):
     first = result["causes"][0]
     assert first["code"] == code, result["causes"]
     assert [line for line in first["evidence"] if needle in line], first["evidence"]
-    assert result["k8s_requests"] <= 7  # 1 pod list, 1 event list, 1 secret, 2 logs + 2 previous logs at most
+    # 1 pod list, 1 event list, 1 Helm history list, 1 secret, 2 logs + 2 previous logs at most
+    assert result["k8s_requests"] <= 8
 
 
 # -------------------------------------------------------------------------------- the playbook
@@ -339,30 +348,6 @@ def test_restart_that_does_not_help_fails_clearly(lab, tmp_path):
     assert "helm rollback alexandria-ee -n alexandria" in run.failure()
 
 
-HELM_STANDIN = r'''#!{python}
-"""Stand-in for helm in the tests (no helm binary is available): records its argv and, for `upgrade`,
-applies the --set value to the Deployment the way the chart would render it."""
-import json, sys
-with open({log!r}, "a") as log:
-    log.write(json.dumps(sys.argv[1:]) + "\n")
-if sys.argv[1:2] == ["version"]:
-    print("v3.16.0+standin")
-    sys.exit(0)
-args = sys.argv[1:]
-value = args[args.index("--set") + 1]
-path, memory = value.split("=", 1)
-assert path == "resources.orchestrator.limits.memory", path
-import kubernetes
-config = kubernetes.client.Configuration()
-kubernetes.config.load_kube_config(config_file={kubeconfig!r}, client_configuration=config)
-apps = kubernetes.client.AppsV1Api(kubernetes.client.ApiClient(config))
-patch = {{"spec": {{"template": {{"spec": {{"containers": [
-    {{"name": "orchestrator", "resources": {{"limits": {{"memory": memory}}}}}}]}}}}}}}}
-apps.patch_namespaced_deployment(args[1], args[args.index("--namespace") + 1], patch)
-print("Release %s has been upgraded." % args[1])
-'''
-
-
 def test_oom_produces_the_exact_helm_change(lab, tmp_path):
     lab.break_("oom")
     run = playbook(lab, tmp_path, api_not_serving_allow_helm_upgrade=True,
@@ -396,23 +381,22 @@ def test_oom_produces_the_exact_helm_change(lab, tmp_path):
 def test_oom_helm_upgrade_path_with_a_standin_helm(lab, tmp_path):
     """The gated path that runs helm: a stand-in records the argv and applies the value as the chart would."""
     lab.break_("oom")
-    log = tmp_path / "helm-calls.jsonl"
-    helm = tmp_path / "helm"
-    helm.write_text(HELM_STANDIN.format(python=sys.executable, log=str(log), kubeconfig=lab.kubeconfig))
-    helm.chmod(0o755)
-    run = playbook(lab, tmp_path, api_not_serving_allow_helm_upgrade=True, api_not_serving_helm_binary=str(helm))
+    helm = make_helm_standin(tmp_path, lab)
+    run = playbook(lab, tmp_path, api_not_serving_allow_helm_upgrade=True, api_not_serving_helm_binary=helm)
     assert run.rc == 0, run.out
     assert run.summary["cause"] == "oom_killed" and run.summary["result"] == "remediated"
     (action,) = run.summary["actions"]
     assert action["done"] is True and action["helm_available"] is True
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert calls == [["version", "--short"],
-                     ["upgrade", "alexandria-ee", "alexandria/alexandria-ee", "--namespace", "alexandria",
-                      "--reuse-values", "--set", "resources.orchestrator.limits.memory=256Mi", "--wait",
-                      "--timeout", "5m"]]
+    assert helm_calls(helm) == [["version", "--short"],
+                                ["upgrade", "alexandria-ee", "alexandria/alexandria-ee", "--namespace", "alexandria",
+                                 "--reuse-values", "--set", "resources.orchestrator.limits.memory=256Mi", "--wait",
+                                 "--timeout", "5m"]]
     assert run.summary["ready_after"] is True
+    (orchestrator,) = [c for c in lab.apps().read_namespaced_deployment(lab.release, lab.namespace).spec.template.spec
+                       .containers if c.name == "orchestrator"]
+    assert orchestrator.resources.limits["memory"] == "256Mi"
     # The raised limit holds the orchestrator's working set: still serving, nothing to change.
-    assert_healthy_and_unchanged(playbook(lab, tmp_path, api_not_serving_helm_binary=str(helm)))
+    assert_healthy_and_unchanged(playbook(lab, tmp_path, api_not_serving_helm_binary=helm))
 
 
 # -------------------------------------------------------------------------------- clear failures

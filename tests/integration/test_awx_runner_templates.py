@@ -208,3 +208,23 @@ def test_restore_drill_then_the_rollback_rehearsal_of_its_backup(awx, lab):
     assert rollback.host(HOST)["scenario"] == "audit_chain_rollback"
     assert rollback.host(HOST)["result"] == "unchanged", rollback.host(HOST)  # the tables hold the backup
     assert audit_state(lab) == before
+
+
+def test_upgrade_rehearsal_then_the_real_run_stops_at_the_gate(awx, lab):
+    answers = {"upgrade_chart_version": "1.5.1"}
+    rehearsal = launch(awx, "Alexandria EE - upgrade (rehearsal)", "successful", answers=answers)
+    planned = rehearsal.host(HOST)
+    assert planned["scenario"] == "upgrade" and planned["result"] == "planned" and planned["check_mode"] is True
+    assert rehearsal.extra_vars["upgrade_rollback_on_failure"] == "true"  # the survey's default
+    assert rehearsal.count("changed", HOST) >= 1  # what the checkpoint and backup would write, in check mode
+    before = audit_state(lab)
+    # The real run with the approved plan and the survey's default gate (and no helm in this execution
+    # environment): the checks before pass, the plan is the approved one, the run stops at the gate, naming it.
+    gated = launch(awx, "Alexandria EE - upgrade", "failed",
+                   answers=dict(answers, alex_expected_plan_hash=planned["plan_hash"]))
+    assert gated.extra_vars["upgrade_allow"] == "false"
+    stopped = gated.host(HOST)
+    assert stopped["result"] == "gated" and stopped["plan_hash"] == planned["plan_hash"]
+    assert "set upgrade_allow=true" in gated.failure()
+    assert "upgrade alexandria-ee alexandria/alexandria-ee --namespace alexandria --version 1.5.1" in gated.failure()
+    assert gated.count("changed", HOST) == 0 and audit_state(lab) == before

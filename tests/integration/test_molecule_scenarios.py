@@ -12,7 +12,7 @@ pytestmark = pytest.mark.lab
 
 # scenario: the steps its test_sequence runs besides create, converge, idempotence, verify and destroy
 SCENARIOS = {"api_not_serving": (), "audit_chain": ("prepare",), "audit_chain_watch": ("prepare",), "license_renewal": (),
-             "quota_exceeded": (), "key_rotation": ()}
+             "quota_exceeded": (), "key_rotation": (), "upgrade": ()}
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))

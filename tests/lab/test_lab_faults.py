@@ -3,6 +3,7 @@
 One lab for the module; each test leaves it healthy (the `healthy` fixture heals whatever is left).
 """
 import base64
+import gzip
 import json
 
 import psutil
@@ -73,6 +74,53 @@ def test_orchestrator_hang(healthy):
     lab.cli("heal", "orchestrator-hang")
     assert_healthy(lab)
     assert lab.info["pids"]["orchestrator"] == pid
+
+
+def helm_history(lab):
+    """(revision, status label, chart, app version, description) of each history Secret, read as Helm's driver
+    stores it: the Secret's data is base64 of (base64 of gzip of JSON)."""
+    rows = []
+    for secret in lab.core().list_namespaced_secret(NS, label_selector="owner=helm,name=alexandria-ee").items:
+        assert secret.type == "helm.sh/release.v1"
+        assert secret.metadata.name == "sh.helm.release.v1.alexandria-ee.v" + secret.metadata.labels["version"]
+        raw = base64.b64decode(base64.b64decode(secret.data["release"]))
+        assert raw[:2] == b"\x1f\x8b"
+        release = json.loads(gzip.decompress(raw))
+        assert release["info"]["status"] == secret.metadata.labels["status"]
+        assert release["name"] == "alexandria-ee" and release["namespace"] == NS
+        rows.append((release["version"], release["info"]["status"], release["chart"]["metadata"]["version"],
+                     release["chart"]["metadata"]["appVersion"], release["info"]["description"]))
+    return sorted(rows)
+
+
+def images(lab):
+    return lab.kubectl("get", "deployment", "alexandria-ee", "-n", NS, "-o",
+                       "jsonpath={.spec.template.spec.containers[*].image}").stdout.split()
+
+
+def test_bad_upgrade(healthy):
+    lab = healthy
+    assert helm_history(lab) == [(1, "deployed", "1.4.0", "1.4.0", "Install complete")]
+    assert images(lab) == ["alexandria/api:1.4.0", "alexandria/orchestrator:1.4.0"]
+    lab.cli("break", "bad-upgrade")
+    assert helm_history(lab) == [(1, "superseded", "1.4.0", "1.4.0", "Install complete"),
+                                 (2, "deployed", "1.5.0", "1.5.0", "Upgrade complete")]
+    assert images(lab) == ["alexandria/api:1.5.0", "alexandria/orchestrator:1.5.0"]
+    code, body = ready(lab)
+    assert code == 503 and body["reason"] == "orchestrator.sock: no such file or directory"
+
+    def crash_looping():
+        status = lab.client.container_status("orchestrator")
+        return status["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" and status
+    status = lab.client.wait_for("CrashLoopBackOff", crash_looping, 30)
+    assert status["lastState"]["terminated"]["exitCode"] == 2
+    previous = lab.kubectl("logs", "-n", NS, lab.pod()["metadata"]["name"], "-c", "orchestrator", "--previous").stdout
+    assert "job state format 'v2' is not supported" in previous and "panic: runtime error" in previous
+    assert "already active" in lab.cli("break", "bad-upgrade", check=False).stderr
+    lab.cli("heal", "bad-upgrade")
+    assert helm_history(lab) == [(1, "deployed", "1.4.0", "1.4.0", "Install complete")]
+    assert images(lab) == ["alexandria/api:1.4.0", "alexandria/orchestrator:1.4.0"]
+    assert_healthy(lab)
 
 
 def test_oom_is_fixed_by_raising_the_limit(healthy):

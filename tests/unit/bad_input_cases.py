@@ -41,6 +41,7 @@ BASELINE = {
     "alex_fleet_report": dict(dest_dir="{tmp}/out/fleet", hosts={}),
     "alex_health": dict(API, **K8S_AUTH, dsn=CLOSED_DSN, hmac_key=SECRETS["hmac_key"], admin_token=SECRETS["admin_token"],
                         inventory_host="prod-eu"),
+    "alex_helm_release": dict(K8S),
     "alex_license": dict(K8S_AUTH, **API),
     "alex_license_issuers": dict(K8S_AUTH, **API),
     "alex_plan": dict(plan=[{"action": "none"}]),
