@@ -136,7 +136,10 @@ def classify(host, inventories, ready, triage, license_result, seats, audit, war
             extra = [("license_renewal_blob_file", "<path of the blob from the issuer>")]
         else:
             scenario, playbook = "api_not_serving", "api_not_serving"
-            if top in RESTART_CAUSES:
+            if top == "recent_upgrade":
+                # Triage puts it first, next to the symptom it explains: the runbook's step is the rollback.
+                extra = [("api_not_serving_allow_rollback", "true")]
+            elif top in RESTART_CAUSES:
                 extra = [("api_not_serving_allow_restart", "true")]
             elif top == "oom_killed":
                 extra = [("api_not_serving_allow_helm_upgrade", "true")]

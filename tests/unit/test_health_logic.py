@@ -34,6 +34,8 @@ def test_healthy():
     (("orchestrator_deadline_exceeded",), "api_not_serving", " -e api_not_serving_allow_restart=true"),
     (("oom_killed", "orchestrator_socket_missing"), "api_not_serving", " -e api_not_serving_allow_helm_upgrade=true"),
     (("unknown",), "api_not_serving", ""),
+    (("recent_upgrade", "orchestrator_socket_missing"), "api_not_serving",
+     " -e api_not_serving_allow_rollback=true"),
     (("license_signature_failed",), "license_renewal",
      " -e 'license_renewal_blob_file=<path of the blob from the issuer>'"),
 ])
