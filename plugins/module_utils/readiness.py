@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import sys
+import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,21 +22,38 @@ from ansible_collections.alexandria.ee.plugins.module_utils.api_client import Ap
 MAX_REASON_CHARS = 300
 
 
-def _snippet(text):
-    text = " ".join((text or "").split())
-    if len(text) > MAX_REASON_CHARS:
-        return text[:MAX_REASON_CHARS] + "..."
-    return text
-
-
 def safe_url(url):
-    """The URL without credentials, query or fragment, to show."""
+    """The URL without credentials, query or fragment, fit for a result."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "(unparsable URL)"
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def url_password(base_url):
+    """The password inside base_url (to mask in everything the module says), or None."""
+    try:
+        return urlsplit(base_url).password
+    except ValueError:
+        return None
+
+
+def base_url_problem(base_url):
+    """Why base_url cannot be probed (one sentence), or None."""
+    url = safe_url(base_url)
+    parts = urlsplit(base_url) if url != "(unparsable URL)" else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        return "base_url must be an http:// or https:// URL, got %r" % url
+    return None
+
+
+def _snippet(text):
+    text = " ".join((text or "").split())
+    if len(text) > MAX_REASON_CHARS:
+        return text[:MAX_REASON_CHARS] + "..."
+    return text
 
 
 def _ready_reason(resp):
@@ -107,6 +126,48 @@ def probe(client, retries=0, retry_delay=1.0, backoff=2.0, sleep=time.sleep):
                 latency_ms=ready["latency_ms"], license=lic, attempts=attempts)
 
 
+def probe_route(params, retries=0, retry_delay=1.0):
+    """alex_ready's result without waiting: probe() plus the URL probed and the route (base_url or the
+    service proxy, ApiClient.from_params). Raises a fatal ApiError (the proxy refused, no Kubernetes
+    configuration, an untrusted certificate) or an ApiError when no client can be built."""
+    client = ApiClient.from_params(params)
+    url = safe_url(client.url())
+    result = probe(client, retries=retries, retry_delay=retry_delay)
+    result.update(url=url, api_route=client.route_name)
+    return result
+
+
+class BackgroundProbe:
+    """probe_route() in a thread, so the probe (the API may take its own deadline to answer /ready) overlaps
+    other reads. result() waits for it: the probe, or the ApiError it raised; any other exception is re-raised
+    in the caller's thread."""
+
+    def __init__(self, params, retries=0, retry_delay=1.0):
+        self._args = (params, retries, retry_delay)
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, name="alex-probe", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        try:
+            self._outcome = ("probe", probe_route(*self._args))
+        except ApiError as exc:
+            self._outcome = ("error", exc)
+        except Exception:  # not ours to judge here: result() re-raises it in the caller's thread
+            self._outcome = ("crash", sys.exc_info())
+
+    def result(self):
+        """(probe, None) or (None, ApiError)."""
+        self._thread.join()
+        kind, value = self._outcome
+        if kind == "crash":
+            raise value[1].with_traceback(value[2])
+        return (value, None) if kind == "probe" else (None, value)
+
+
 def wait_until_ready(client, timeout, sleep_seconds=2.0, retries=0, retry_delay=1.0, clock=time.monotonic,
                      sleep=time.sleep):
     """Probe until /ready is 200 and /license is valid JSON, or `timeout` seconds pass.
@@ -128,17 +189,11 @@ def wait_until_ready(client, timeout, sleep_seconds=2.0, retries=0, retry_delay=
 
 
 def check(params, retries=0, retry_delay=1.0):
-    """alex_ready's result for one probe (no wait) over the route the options give, or failed=True with the fatal
-    ApiError's line (the service proxy refused, no Kubernetes configuration); never raises ApiError."""
-    client = None
+    """alex_ready's result for one probe (no wait) over the route the options give (probe_route), or failed=True
+    with the fatal ApiError's line (the service proxy refused, no Kubernetes configuration); never raises ApiError."""
     try:
-        client = ApiClient.from_params(params)
-        url = safe_url(client.url())
-        result = probe(client, retries=retries, retry_delay=retry_delay)
+        result = probe_route(params, retries=retries, retry_delay=retry_delay)
     except ApiError as exc:
-        out = dict(failed=True, msg=str(exc))
-        if client is not None:
-            out["api_route"] = client.route_name
-        return out
-    result.update(changed=False, url=url, api_route=client.route_name)
+        return dict(failed=True, msg=str(exc))
+    result.update(changed=False)
     return result

@@ -29,6 +29,21 @@ def plan_hash(plan):
     return hashlib.sha256(canonical_json(plan).encode("utf-8")).hexdigest()
 
 
+def check_plan(plan, expected_hash=""):
+    """alex_plan's gate: ({changed, plan_hash, plan, matches}, the refusal in words or None).
+
+    matches is None when no approved hash was given (empty), else whether the plan hashes to it (any case).
+    """
+    digest = plan_hash(plan)
+    expected = (expected_hash or "").strip().lower()
+    result = dict(changed=False, plan_hash=digest, plan=plan, matches=(digest == expected) if expected else None)
+    if expected and digest != expected:
+        return result, ("the plan is not the approved one: approved %s, this run's plan hashes %s. Nothing was "
+                        "changed. Rehearse again with --check --diff, review the new plan and approve its hash."
+                        % (expected, digest))
+    return result, None
+
+
 def _entries(items):
     """Normalise observed/decisions/actions entries to dicts (a bare string becomes {'what': text})."""
     out = []

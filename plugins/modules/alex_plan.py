@@ -18,6 +18,9 @@ description:
     the run was started with other variables.
   - The hash is the SHA-256 of the plan's canonical JSON (keys sorted, no whitespace), so the same plan always
     gives the same hash.
+  - Runs on the controller (an action plugin with the same arguments, checks and results), so a scenario's plan
+    check costs no module process; arguments that are not plain JSON data, or that fail their checks, go to the
+    module itself.
 author:
   - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
@@ -80,14 +83,9 @@ def main():
         argument_spec=argument_spec(),
         supports_check_mode=True,
     )
-    plan = module.params["plan"]
-    digest = run_record.plan_hash(plan)
-    expected = (module.params["expected_hash"] or "").strip().lower()
-    result = dict(changed=False, plan_hash=digest, plan=plan, matches=(digest == expected) if expected else None)
-    if expected and digest != expected:
-        module.fail_json(msg="the plan is not the approved one: approved %s, this run's plan hashes %s. Nothing was "
-                             "changed. Rehearse again with --check --diff, review the new plan and approve its hash."
-                             % (expected, digest), **result)
+    result, refusal = run_record.check_plan(module.params["plan"], module.params["expected_hash"])
+    if refusal:
+        module.fail_json(msg=refusal, **result)
     module.exit_json(**result)
 
 

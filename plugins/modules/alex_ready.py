@@ -179,8 +179,6 @@ api_route:
   sample: service_proxy
 '''
 
-from urllib.parse import urlsplit
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
@@ -190,7 +188,6 @@ from ansible_collections.alexandria.ee.plugins.module_utils.api_client import (
     api_route_argument_spec,
 )
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks, readiness
-from ansible_collections.alexandria.ee.plugins.module_utils.readiness import safe_url
 
 
 def argument_spec():
@@ -209,22 +206,18 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     if params["base_url"]:
-        try:
-            password = urlsplit(params["base_url"]).password
-        except ValueError:
-            password = None
+        password = readiness.url_password(params["base_url"])
         if password:
             module.no_log_values.add(password)
-        url = safe_url(params["base_url"])
-        parts = urlsplit(params["base_url"]) if url != "(unparsable URL)" else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-            module.fail_json(msg="base_url must be an http:// or https:// URL, got %r" % url, url=url)
+        problem = readiness.base_url_problem(params["base_url"])
+        if problem:
+            module.fail_json(msg=problem, url=readiness.safe_url(params["base_url"]))
     try:
         client = ApiClient.from_params(params)
     except ApiError as exc:
         module.fail_json(msg=str(exc), exception=REQUESTS_IMPORT_ERROR)
     try:
-        url = safe_url(client.url())
+        url = readiness.safe_url(client.url())
         if params["wait"]:
             result = readiness.wait_until_ready(client, params["wait_timeout"], params["wait_sleep"],
                                                 retries=params["retries"], retry_delay=params["retry_delay"])

@@ -39,8 +39,15 @@ description:
   - The number of Kubernetes API requests does not depend on the log length - 1 pod list, 1 event list,
     1 Helm history Secret list (with O(helm_history=true)), 1 Secret read, 1 log read per container plus 1 per
     restarted container (C(tailLines) and C(limitBytes) bound each).
+  - With O(probe_api=true) it also probes the API's C(/ready) and C(/license) itself, as
+    M(alexandria.ee.alex_ready) does (through O(base_url), or the Kubernetes service proxy without it), in a thread
+    while the Kubernetes reads run, returns that probe as RV(probe) and classifies with it. An API that takes its
+    own deadline to answer C(/ready) (a hung orchestrator) then costs that deadline once, not on top of the
+    triage.
   - Fails with one message naming the problem when the Kubernetes API is unreachable, refuses the credentials,
-    RBAC forbids a read (403), the namespace does not exist or no pod matches the release.
+    RBAC forbids a read (403), the namespace does not exist or no pod matches the release; with O(probe_api=true)
+    the failure still carries RV(probe). A probe that cannot be made at all (the service proxy refused, a
+    certificate that fails its check) fails the module as it fails M(alexandria.ee.alex_ready).
 author:
   - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
@@ -48,6 +55,7 @@ extends_documentation_fragment:
   - alexandria.ee.attributes.INFO_MODULE
   - alexandria.ee.k8s_auth
   - alexandria.ee.k8s_auth.DEPLOYMENT
+  - alexandria.ee.api.SERVICE_PROXY
 options:
   license_secret:
     description:
@@ -79,7 +87,36 @@ options:
         RV(alexandria.ee.alex_ready#module:status) and RV(alexandria.ee.alex_ready#module:reason) are read).
       - With it, the API's own reason for not serving counts as evidence, and C(healthy) needs C(/ready) to
         answer 200; without it, C(healthy) means every container of the release is running and ready.
+      - Passed in, it is used as given (no second probe); it excludes O(probe_api=true).
     type: dict
+  probe_api:
+    description:
+      - Probe C(/ready) and C(/license) here, concurrently with the Kubernetes reads, instead of taking O(probe).
+        The result is RV(probe), in the shape of M(alexandria.ee.alex_ready)'s result, and triage classifies with
+        it as with a passed-in O(probe).
+      - The API options (O(base_url), O(api_validate_certs), O(ca_path), O(timeout), O(service), O(service_port))
+        and O(probe_retries), O(probe_retry_delay) are used only then.
+    type: bool
+    default: false
+  api_validate_certs:
+    description:
+      - With O(probe_api=true) and O(base_url), whether to verify the API's TLS certificate. The Kubernetes API
+        server's (and the service proxy's, without O(base_url)) follows O(validate_certs).
+    type: bool
+    default: true
+  probe_retries:
+    description:
+      - With O(probe_api=true), how many times to retry C(/ready) when no HTTP answer came back (connection
+        refused, DNS, TLS, timeout), as M(alexandria.ee.alex_ready)'s C(retries). An HTTP answer, even a 503, is
+        never retried. From 0 to 10.
+    type: int
+    default: 2
+  probe_retry_delay:
+    description:
+      - With O(probe_api=true), seconds before the first retry; each further retry waits twice as long. From 0
+        to 60.
+    type: float
+    default: 0.5
   stable_seconds:
     description:
       - Seconds a container must have been running (and ready) since it was last OOMKilled to count as
@@ -116,15 +153,26 @@ requirements:
   - kubernetes (the official Python client)
 notes:
   - Only reads. RBAC needed in the namespace - C(list) pods and events, C(get) pods/log and the license Secret,
-    and C(list) Secrets for the Helm history. A 403 on the license Secret is reported in RV(license_secret), on the
-    history in RV(helm_release), instead of failing.
+    C(list) Secrets for the Helm history (and with O(probe_api=true) but no O(base_url), C(get) on
+    C(services/proxy)). A 403 on the license Secret is reported in RV(license_secret), on the history in
+    RV(helm_release), instead of failing.
 seealso:
   - module: alexandria.ee.alex_ready
   - module: alexandria.ee.alex_pod_restart
 '''
 
 EXAMPLES = r'''
-- name: Probe the API
+- name: Probe the API and name the cause, in one module run
+  alexandria.ee.alex_triage:
+    kubeconfig: ~/.kube/config
+    namespace: alexandria
+    release: alexandria-ee
+    base_url: http://localhost:8080
+    probe_api: true
+    probe_retries: 1
+  register: triage
+
+- name: Or probe the API with alex_ready first
   alexandria.ee.alex_ready:
     base_url: http://localhost:8080
   register: probe
@@ -255,6 +303,19 @@ helm_release:
   sample: {"installed": true, "current": {"revision": 2, "chart": "alexandria-ee-1.5.0"}, "previous": {"revision": 1},
            "problems": [], "error": null, "summary": "alexandria-ee: revision 2 (deployed, ...); rollback target revision 1",
            "note": "revision 2 deployed 2026-11-28T14:02:10.654321Z; the first symptom came 0m04s after it (window 30 min)"}
+probe:
+  description:
+    - With O(probe_api=true) - the probe of C(/ready) and C(/license), exactly as
+      M(alexandria.ee.alex_ready) returns it (without RV(alexandria.ee.alex_ready#module:changed)) - C(ready),
+      C(status), C(reason), C(checks), C(latency_ms), C(license) (C(valid_json), C(status), C(body), C(error)),
+      C(attempts), C(url), C(api_route).
+    - Also in the failure when the Kubernetes reads failed, so the API's answer is not lost.
+  returned: when O(probe_api=true), also when the Kubernetes reads failed
+  type: dict
+  sample: {"ready": false, "status": 503, "reason": "context deadline exceeded",
+           "checks": {"orchestrator": "context deadline exceeded", "license": "ok", "database": "ok"},
+           "latency_ms": 2004.1, "license": {"valid_json": true, "status": 200, "body": {"valid": true},
+           "error": null}, "attempts": 1, "url": "http://localhost:8080", "api_route": "base_url"}
 k8s_requests:
   description: How many Kubernetes API requests the triage made.
   returned: always
@@ -290,7 +351,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
+from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks, readiness
+from ansible_collections.alexandria.ee.plugins.module_utils.api_client import REQUESTS_IMPORT_ERROR, api_route_argument_spec
 
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     KUBERNETES_IMPORT_ERROR,
@@ -313,7 +375,14 @@ from ansible_collections.alexandria.ee.plugins.module_utils import (
 def argument_spec():
     spec = k8s_auth_argument_spec()
     spec.update(deployment_argument_spec())
+    # The API options alex_ready takes (base_url, ca_path, timeout, service, service_port), for probe_api; the
+    # Kubernetes validate_certs stays the Kubernetes one, the API's certificate has api_validate_certs.
+    spec.update(api_route_argument_spec())
     spec.update(
+        probe_api=dict(type="bool", default=False),
+        api_validate_certs=dict(type="bool", default=True),
+        probe_retries=dict(type=arg_checks.count(0, 10), default=2),
+        probe_retry_delay=dict(type=arg_checks.seconds(zero=True, maximum=60), default=0.5),
         license_secret=dict(type=arg_checks.k8s_name(), no_log=False),
         license_secret_key=dict(type=arg_checks.k8s_key(), default="license.blob", no_log=False),
         tail_lines=dict(type=arg_checks.count(1, 10000), default=50),
@@ -333,7 +402,9 @@ def main():
     params = module.params
     license_secret = params["license_secret"] or "%s-license" % params["release"]
     selector = selector_for(params["release"])
+    background = start_probe(module, selector) if params["probe_api"] else None
     service = None
+    failure = None
     try:
         api_client = build_api_client(params)
         service = ReleaseService(api_client, params["namespace"], params["release"],
@@ -341,9 +412,14 @@ def main():
         gathered = service.gather(license_secret, params["license_secret_key"], params["tail_lines"],
                                   params["limit_bytes"], helm_history=params["helm_history"])
     except K8sError as exc:
+        failure = exc
+    k8s_requests = service.requests if service else 0
+    probed = finish_probe(module, background, selector, k8s_requests) if background else {}
+    if failure is not None:
         extra = dict(exception=KUBERNETES_IMPORT_ERROR) if KUBERNETES_IMPORT_ERROR else {}
-        module.fail_json(msg=str(exc), k8s_requests=service.requests if service else 0, selector=selector, **extra)
-    probe = params["probe"]
+        extra.update(probed)
+        module.fail_json(msg=str(failure), k8s_requests=k8s_requests, selector=selector, **extra)
+    probe = probed["probe"] if background else params["probe"]
     if probe is not None:
         probe = dict(ready=bool(probe.get("ready")), status=probe.get("status"), reason=probe.get("reason"))
     try:
@@ -354,7 +430,7 @@ def main():
             if cause["code"] == "oom_killed":
                 cause["proposed_memory_limit"] = memory_quantity.propose_memory_limit(cause.get("memory_limit"))
     except ValueError as exc:
-        module.fail_json(msg="cannot classify: %s" % exc, k8s_requests=service.requests, selector=selector)
+        module.fail_json(msg="cannot classify: %s" % exc, k8s_requests=service.requests, selector=selector, **probed)
     extra = {}
     if params["helm_history"]:
         extra["helm_release"] = read_helm_history(module, gathered, decided, params)
@@ -365,7 +441,36 @@ def main():
     module.exit_json(changed=False, causes=decided["causes"], pods=decided["pods"], events=decided["events"],
                      logs=gathered["logs"], license_secret=gathered["license_secret"],
                      k8s_requests=service.requests, selector=selector, namespace=params["namespace"],
-                     release=params["release"], **extra)
+                     release=params["release"], **dict(extra, **probed))
+
+
+def start_probe(module, selector):
+    """alex_ready's probe (readiness.probe_route) started in a thread; base_url checked first, as alex_ready
+    checks it."""
+    params = module.params
+    if params["probe"] is not None:
+        module.fail_json(msg="give either probe (a result of alexandria.ee.alex_ready) or probe_api=true, not both",
+                         selector=selector)
+    probe_params = dict(params)
+    if params["base_url"]:
+        password = readiness.url_password(params["base_url"])
+        if password:
+            module.no_log_values.add(password)
+        problem = readiness.base_url_problem(params["base_url"])
+        if problem:
+            module.fail_json(msg=problem, selector=selector)
+        # validate_certs is the Kubernetes API server's here; the API's own certificate has its own option.
+        probe_params["validate_certs"] = params["api_validate_certs"]
+    return readiness.BackgroundProbe(probe_params, params["probe_retries"], params["probe_retry_delay"]).start()
+
+
+def finish_probe(module, background, selector, k8s_requests):
+    """{"probe": result}; a probe that could not be made fails the module, as it fails alex_ready."""
+    probed, error = background.result()
+    if error is not None:
+        extra = dict(exception=REQUESTS_IMPORT_ERROR) if REQUESTS_IMPORT_ERROR else {}
+        module.fail_json(msg=str(error), k8s_requests=k8s_requests, selector=selector, **extra)
+    return dict(probe=probed)
 
 
 def read_helm_history(module, gathered, decided, params):

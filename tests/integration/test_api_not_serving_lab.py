@@ -196,6 +196,82 @@ def test_triage_checks_the_restart_permissions_only_when_a_restart_is_the_fix(la
     assert lab.pod_names() == pods
 
 
+# alex_ready's result keys (without changed), as alex_triage returns its own probe under `probe`.
+PROBE_KEYS = {"ready", "status", "reason", "checks", "latency_ms", "license", "attempts", "url", "api_route"}
+
+
+def test_triage_probes_the_api_itself_on_a_healthy_lab(lab, capsys):
+    ready = run_module(alex_ready, dict(base_url=lab.api_url, retries=1), capsys)
+    result = run_module(alex_triage, lab.k8s_args(base_url=lab.api_url, probe_api=True, probe_retries=1), capsys)
+    assert result["changed"] is False and not result.get("failed")
+    probe = result["probe"]
+    answer = {k: v for k, v in ready.items() if k not in ("changed", "invocation")}
+    assert set(probe) == PROBE_KEYS == set(answer)
+    # The same answer alex_ready gets, but for the time it took.
+    assert dict(probe, latency_ms=0) == dict(answer, latency_ms=0)
+    assert probe["ready"] is True and probe["status"] == 200 and probe["reason"] is None and probe["attempts"] == 1
+    assert probe["license"]["valid_json"] is True and probe["license"]["body"]["valid"] is True
+    assert probe["url"] == lab.api_url and probe["api_route"] == "base_url"
+    assert [c["code"] for c in result["causes"]] == ["healthy"]
+    assert result["k8s_requests"] == 5  # the probe went to base_url, not through the Kubernetes API
+    assert lab.info["license_blob"] not in json.dumps(result)
+    # A probe passed in is used as given: no second probe, none returned.
+    passed = run_module(alex_triage, lab.k8s_args(probe=ready), capsys)
+    assert "probe" not in passed and [c["code"] for c in passed["causes"]] == ["healthy"]
+
+
+def test_triage_probes_through_the_service_proxy_without_base_url(lab, capsys, monkeypatch):
+    monkeypatch.delenv("ALEX_BASE_URL", raising=False)
+    result = run_module(alex_triage, lab.k8s_args(probe_api=True), capsys)
+    probe = result["probe"]
+    assert set(probe) == PROBE_KEYS
+    assert probe["api_route"] == "service_proxy" and probe["ready"] is True and probe["status"] == 200
+    assert probe["url"].endswith("/api/v1/namespaces/%s/services/%s:80/proxy" % (lab.namespace, lab.release))
+    assert [c["code"] for c in result["causes"]] == ["healthy"]
+
+
+def test_triage_probe_keeps_the_hung_orchestrators_answer(lab, capsys):
+    """The API answers /ready only after its orchestrator deadline: that 503 is the evidence, probed while
+    the Kubernetes reads run, and triage classifies with it as with alex_ready's probe passed in."""
+    lab.break_("orchestrator-hang")
+    result = run_module(alex_triage, lab.k8s_args(base_url=lab.api_url, probe_api=True, probe_retries=1), capsys)
+    probe = result["probe"]
+    assert probe["ready"] is False and probe["status"] == 503, probe
+    assert triage.DEADLINE_EXCEEDED in probe["reason"], probe
+    assert probe["license"]["valid_json"] is True
+    first = result["causes"][0]
+    assert first["code"] == "orchestrator_deadline_exceeded", result["causes"]
+    assert [line for line in first["evidence"] if line.startswith("probe /ready HTTP 503")
+            and triage.DEADLINE_EXCEEDED in line], first["evidence"]
+    # The same decision as from alex_ready's probe passed in.
+    passed = run_module(alex_triage, lab.k8s_args(probe=probe), capsys)
+    assert [c["code"] for c in passed["causes"]] == [c["code"] for c in result["causes"]]
+
+
+def test_triage_probe_survives_an_unreachable_kubernetes_api(lab, tmp_path, capsys):
+    kubeconfig = tmp_path / "kubeconfig-closed"
+    kubeconfig.write_text(pathlib.Path(lab.kubeconfig).read_text().replace(
+        lab.info["k8s_url"], "http://127.0.0.1:%d" % closed_port()))
+    result = run_module(alex_triage, lab.k8s_args(kubeconfig=str(kubeconfig), base_url=lab.api_url, probe_api=True),
+                        capsys)
+    assert result["failed"] is True
+    assert result["msg"].startswith("Kubernetes API unreachable while listing pods"), result["msg"]
+    assert set(result["probe"]) == PROBE_KEYS
+    assert result["probe"]["ready"] is True and result["probe"]["status"] == 200
+    lab.break_("orchestrator-hang")
+    result = run_module(alex_triage, lab.k8s_args(kubeconfig=str(kubeconfig), base_url=lab.api_url, probe_api=True),
+                        capsys)
+    assert result["failed"] is True and result["probe"]["status"] == 503
+    assert triage.DEADLINE_EXCEEDED in result["probe"]["reason"]
+
+
+def test_triage_takes_a_probe_or_probes_not_both(lab, capsys):
+    probe = run_module(alex_ready, dict(base_url=lab.api_url), capsys)
+    result = run_module(alex_triage, lab.k8s_args(base_url=lab.api_url, probe_api=True, probe=probe), capsys)
+    assert result["failed"] is True
+    assert result["msg"] == "give either probe (a result of alexandria.ee.alex_ready) or probe_api=true, not both"
+
+
 def test_pod_restart_check_mode_deletes_nothing(lab, capsys):
     before = lab.pod_names()
     result = run_module(alex_pod_restart, lab.k8s_args(), capsys, check_mode=True)

@@ -50,7 +50,8 @@ BASELINE = {
     "alex_run_report": dict(dest_dir="{tmp}/out/runs", scenario=sorted(run_record.SCENARIOS)[0], result="ok",
                             started_at="2026-11-27T09:52:00Z"),
     "alex_seats": dict(API, admin_token=SECRETS["admin_token"]),
-    "alex_triage": dict(K8S),
+    # Probing too, so the API options reach the probe (a closed port: refused at once, no retry).
+    "alex_triage": dict(K8S, base_url=CLOSED_URL, timeout=2, probe_api=True, probe_retries=0),
 }
 
 HUGE = "x" * 100000
@@ -109,7 +110,7 @@ DSN_OPTIONS = {"dsn"}
 # Options whose bad value is best tested without the Kubernetes host (so the kubeconfig is read).
 KUBECONFIG_OPTIONS = {"kubeconfig", "context", "ca_cert"}
 # Options that exclude a baseline option.
-EXCLUDES = {"tenants": "tenant"}
+EXCLUDES = {"tenants": "tenant", "probe": "probe_api"}
 
 
 def spec_of(name):

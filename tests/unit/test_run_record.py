@@ -91,3 +91,14 @@ def test_plan_gate(capsys):
     assert none["matches"] is None and "failed" not in none
     bad = _run(alex_plan, {"plan": plan + [{"action": "more"}], "expected_hash": digest}, capsys)
     assert bad["failed"] is True and digest in bad["msg"] and "Nothing was changed" in bad["msg"]
+
+
+def test_check_plan_is_the_gate_both_the_module_and_the_controller_run():
+    """alex_plan's module and its action plugin (plugins/action/alex_plan.py) both answer with check_plan."""
+    plan = [{"action": "restart_pods", "pods": ["alexandria-ee-6c9d7f-abcde"]}]
+    digest = run_record.plan_hash(plan)
+    assert run_record.check_plan(plan) == (dict(changed=False, plan_hash=digest, plan=plan, matches=None), None)
+    assert run_record.check_plan(plan, " %s " % digest.upper())[0]["matches"] is True
+    refused, refusal = run_record.check_plan(plan, "0" * 64)
+    assert refused["matches"] is False and refused["plan_hash"] == digest
+    assert refusal.startswith("the plan is not the approved one: approved %s, this run's plan hashes %s." % ("0" * 64, digest))
