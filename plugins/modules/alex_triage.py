@@ -347,7 +347,6 @@ release:
   sample: alexandria-ee
 '''
 
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -363,11 +362,10 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
 )
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, selector_for
 from ansible_collections.alexandria.ee.plugins.module_utils import (
-    helm_history,
     k8s_preflight,
-    memory_quantity,
     restart_plan,
     triage,
+    triage_run,
     upgrade_cause,
 )
 
@@ -420,22 +418,14 @@ def main():
         extra.update(probed)
         module.fail_json(msg=str(failure), k8s_requests=k8s_requests, selector=selector, **extra)
     probe = probed["probe"] if background else params["probe"]
-    if probe is not None:
-        probe = dict(ready=bool(probe.get("ready")), status=probe.get("status"), reason=probe.get("reason"))
     try:
-        decided = triage.classify(gathered["pods"], gathered["events"], gathered["logs"],
-                                  gathered["license_secret"], probe=probe, release=params["release"],
-                                  now=time.time(), stable_seconds=params["stable_seconds"])
-        for cause in decided["causes"]:
-            if cause["code"] == "oom_killed":
-                cause["proposed_memory_limit"] = memory_quantity.propose_memory_limit(cause.get("memory_limit"))
+        decided, extra, warnings = triage_run.decide(gathered, probe, params["release"], params["namespace"],
+                                                     params["stable_seconds"], params["helm_history"],
+                                                     params["upgrade_window"])
     except ValueError as exc:
         module.fail_json(msg="cannot classify: %s" % exc, k8s_requests=service.requests, selector=selector, **probed)
-    extra = {}
-    if params["helm_history"]:
-        extra["helm_release"] = read_helm_history(module, gathered, decided, params)
-    if gathered["license_secret"]["error"]:
-        module.warn(gathered["license_secret"]["error"])
+    for line in warnings:
+        module.warn(line)
     if params["restart_preflight"] and module.check_mode and restart_plan.restart_fixes(decided["causes"]):
         extra["restart_preflight"] = preflight_restart(module, api_client, service, decided["pods"])
     module.exit_json(changed=False, causes=decided["causes"], pods=decided["pods"], events=decided["events"],
@@ -471,23 +461,6 @@ def finish_probe(module, background, selector, k8s_requests):
         extra = dict(exception=REQUESTS_IMPORT_ERROR) if REQUESTS_IMPORT_ERROR else {}
         module.fail_json(msg=str(error), k8s_requests=k8s_requests, selector=selector, **extra)
     return dict(probe=probed)
-
-
-def read_helm_history(module, gathered, decided, params):
-    """The release's Helm history, and recent_upgrade added to decided["causes"] when the outage followed it."""
-    if "helm_error" in gathered:
-        module.warn("Helm history not read: %s" % gathered["helm_error"])
-        return dict(installed=None, current=None, previous=None, problems=[], error=gathered["helm_error"],
-                    summary="Helm history not read: %s" % gathered["helm_error"], note=None)
-    found = helm_history.history(gathered.pop("helm_secrets"))
-    for line in found["problems"]:
-        module.warn(line)
-    decided["causes"], note = upgrade_cause.with_upgrade_cause(
-        decided["causes"], found, gathered["pods"], gathered["events"], time.time(), params["upgrade_window"],
-        params["release"], params["namespace"])
-    return dict(installed=found["installed"], current=found["current"], previous=found["previous"],
-                problems=found["problems"], error=None, summary=helm_history.summary(params["release"], found),
-                note=note)
 
 
 def preflight_restart(module, api_client, service, pod_summaries):

@@ -213,7 +213,7 @@ def test_triage_probes_the_api_itself_on_a_healthy_lab(lab, capsys):
     assert probe["license"]["valid_json"] is True and probe["license"]["body"]["valid"] is True
     assert probe["url"] == lab.api_url and probe["api_route"] == "base_url"
     assert [c["code"] for c in result["causes"]] == ["healthy"]
-    assert result["k8s_requests"] == 5  # the probe went to base_url, not through the Kubernetes API
+    assert result["k8s_requests"] == 6  # pods, events, Helm history, license Secret, 2 logs: the probe went to base_url, not through the Kubernetes API
     assert lab.info["license_blob"] not in json.dumps(result)
     # A probe passed in is used as given: no second probe, none returned.
     passed = run_module(alex_triage, lab.k8s_args(probe=ready), capsys)
@@ -437,7 +437,7 @@ def test_oom_produces_the_exact_helm_change(lab, tmp_path):
     assert action["values"] == {"resources": {"orchestrator": {"limits": {"memory": "256Mi"}}}}
     assert action["values_yaml"] == "resources:\n  orchestrator:\n    limits:\n      memory: 256Mi\n"
     assert action["command"] == ("%s upgrade alexandria-ee alexandria/alexandria-ee --namespace alexandria "
-                                 "--reuse-values --set resources.orchestrator.limits.memory=256Mi --wait "
+                                 "--version 1.4.0 --reuse-values --set resources.orchestrator.limits.memory=256Mi --wait "
                                  "--timeout 5m" % (tmp_path / "no-such-helm"))
     assert action["helm_available"] is False
     assert "no helm binary" in run.failure() and action["command"] in run.failure()
@@ -449,7 +449,7 @@ def test_oom_produces_the_exact_helm_change(lab, tmp_path):
     (action,) = run.summary["actions"]
     assert action["to"] == "1Gi"
     assert action["command"] == ("helm upgrade alexandria-ee alexandria/alexandria-ee --namespace alexandria "
-                                 "--reuse-values --values %s --set resources.orchestrator.limits.memory=1Gi "
+                                 "--version 1.4.0 --reuse-values --values %s --set resources.orchestrator.limits.memory=1Gi "
                                  "--wait --timeout 5m" % values)
     assert "set api_not_serving_allow_helm_upgrade=true" in run.failure()
 
@@ -465,7 +465,8 @@ def test_oom_helm_upgrade_path_with_a_standin_helm(lab, tmp_path):
     assert action["done"] is True and action["helm_available"] is True
     assert helm_calls(helm) == [["version", "--short"],
                                 ["upgrade", "alexandria-ee", "alexandria/alexandria-ee", "--namespace", "alexandria",
-                                 "--reuse-values", "--set", "resources.orchestrator.limits.memory=256Mi", "--wait",
+                                 "--version", "1.4.0", "--reuse-values", "--set",
+                                 "resources.orchestrator.limits.memory=256Mi", "--wait",
                                  "--timeout", "5m"]]
     assert run.summary["ready_after"] is True
     (orchestrator,) = [c for c in lab.apps().read_namespaced_deployment(lab.release, lab.namespace).spec.template.spec
