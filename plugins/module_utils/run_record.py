@@ -12,8 +12,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import hashlib
 import json
+import os
+
+from ansible_collections.alexandria.ee.plugins.module_utils import files
 
 RECORD_FORMAT = "alexandria.ee/run-record/v1"
 SCENARIOS = ("api_not_serving", "quota_exceeded", "license_renewal", "audit_chain_failure", "audit_chain_rollback",
@@ -132,3 +136,45 @@ def record_basename(scenario, host, started_at):
     safe_host = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in str(host)) or "localhost"
     stamp = "".join(ch for ch in str(started_at) if ch.isalnum())
     return "%s-%s-%s" % (scenario, safe_host, stamp)
+
+
+def claim_basename(base):
+    """base, else base-2, base-3, ...: the first name no run has taken. Runs of one scenario on one host that start
+    in the same second each keep their own record: the .json is created exclusively (empty) to claim the name,
+    then replaced whole."""
+    number = 1
+    while True:
+        candidate = base if number == 1 else "%s-%d" % (base, number)
+        try:
+            fd = os.open(candidate + ".json", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            number += 1
+            continue
+        os.close(fd)
+        return candidate
+
+
+def report(params, check_mode):
+    """(result, error): alex_run_report's work - build the record from its (validated) options and, unless in
+    check mode, write it as Markdown and JSON under dest_dir (temp file + rename each). error is one sentence."""
+    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    record = build_record(
+        params["scenario"], params["deployment"], params["result"], params["started_at"], finished,
+        params["rehearsal"], causes=params["causes"], scope=params["scope"], observed=params["observed"],
+        decisions=params["decisions"], actions=params["actions"], plan=params["plan"], details=params["details"])
+    base = os.path.join(params["dest_dir"], record_basename(
+        params["scenario"], (params["deployment"] or {}).get("host", "localhost"), params["started_at"]))
+    result = dict(changed=not check_mode, record=record, plan_hash=record["plan_hash"], json_path=base + ".json",
+                  markdown_path=base + ".md")
+    if check_mode:
+        return result, None
+    try:
+        files.ensure_dir(params["dest_dir"])
+        base = claim_basename(base)
+        result.update(json_path=base + ".json", markdown_path=base + ".md")
+        files.write_text_atomic(base + ".md", render_markdown(record))
+        files.write_json_atomic(base + ".json", record)
+    except (OSError, IOError) as exc:
+        return None, "cannot write the run record in %s: %s; choose a writable dest_dir" % (
+            params["dest_dir"], exc.strerror or exc)
+    return result, None

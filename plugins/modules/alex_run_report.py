@@ -159,29 +159,11 @@ plan_hash:
   sample: 9f2c0e3c1b4e6f7a8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c
 '''
 
-import datetime
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks
-from ansible_collections.alexandria.ee.plugins.module_utils import files, run_record
-
-
-def _claim(base):
-    """base, else base-2, base-3, ...: the first name no run has taken. Runs of one scenario on one host that start
-    in the same second each keep their own record: the .json is created exclusively (empty) to claim the name,
-    then replaced whole."""
-    number = 1
-    while True:
-        candidate = base if number == 1 else "%s-%d" % (base, number)
-        try:
-            fd = os.open(candidate + ".json", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            number += 1
-            continue
-        os.close(fd)
-        return candidate
+from ansible_collections.alexandria.ee.plugins.module_utils import run_record
 
 
 def argument_spec():
@@ -207,27 +189,9 @@ def main():
         argument_spec=argument_spec(),
         supports_check_mode=True,
     )
-    p = module.params
-    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    record = run_record.build_record(
-        p["scenario"], p["deployment"], p["result"], p["started_at"], finished, p["rehearsal"], causes=p["causes"],
-        scope=p["scope"], observed=p["observed"], decisions=p["decisions"], actions=p["actions"], plan=p["plan"],
-        details=p["details"])
-    base = os.path.join(p["dest_dir"], run_record.record_basename(
-        p["scenario"], (p["deployment"] or {}).get("host", "localhost"), p["started_at"]))
-    result = dict(changed=not module.check_mode, record=record, plan_hash=record["plan_hash"],
-                  json_path=base + ".json", markdown_path=base + ".md")
-    if module.check_mode:
-        module.exit_json(**result)
-    try:
-        files.ensure_dir(p["dest_dir"])
-        base = _claim(base)
-        result.update(json_path=base + ".json", markdown_path=base + ".md")
-        files.write_text_atomic(base + ".md", run_record.render_markdown(record))
-        files.write_json_atomic(base + ".json", record)
-    except (OSError, IOError) as exc:
-        module.fail_json(msg="cannot write the run record in %s: %s; choose a writable dest_dir" % (
-            p["dest_dir"], exc.strerror or exc))
+    result, error = run_record.report(module.params, module.check_mode)
+    if error:
+        module.fail_json(msg=error)
     module.exit_json(**result)
 
 

@@ -360,12 +360,10 @@ from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
     deployment_argument_spec,
     k8s_auth_argument_spec,
 )
-from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, selector_for
 from ansible_collections.alexandria.ee.plugins.module_utils import (
     k8s_preflight,
     restart_plan,
     triage,
-    triage_run,
     upgrade_cause,
 )
 
@@ -399,8 +397,12 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     license_secret = params["license_secret"] or "%s-license" % params["release"]
+    # The probe starts before the Kubernetes client's models are imported (about half a second of CPU): an API
+    # that takes its own deadline to answer /ready (a hung orchestrator) then overlaps that import too.
+    background = start_probe(module) if params["probe_api"] else None
+    from ansible_collections.alexandria.ee.plugins.module_utils import triage_run
+    from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService, selector_for
     selector = selector_for(params["release"])
-    background = start_probe(module, selector) if params["probe_api"] else None
     service = None
     failure = None
     try:
@@ -434,13 +436,13 @@ def main():
                      release=params["release"], **dict(extra, **probed))
 
 
-def start_probe(module, selector):
+def start_probe(module):
     """alex_ready's probe (readiness.probe_route) started in a thread; base_url checked first, as alex_ready
     checks it."""
     params = module.params
     if params["probe"] is not None:
         module.fail_json(msg="give either probe (a result of alexandria.ee.alex_ready) or probe_api=true, not both",
-                         selector=selector)
+                         selector=_selector(params["release"]))
     probe_params = dict(params)
     if params["base_url"]:
         password = readiness.url_password(params["base_url"])
@@ -448,10 +450,16 @@ def start_probe(module, selector):
             module.no_log_values.add(password)
         problem = readiness.base_url_problem(params["base_url"])
         if problem:
-            module.fail_json(msg=problem, selector=selector)
+            module.fail_json(msg=problem, selector=_selector(params["release"]))
         # validate_certs is the Kubernetes API server's here; the API's own certificate has its own option.
         probe_params["validate_certs"] = params["api_validate_certs"]
     return readiness.BackgroundProbe(probe_params, params["probe_retries"], params["probe_retry_delay"]).start()
+
+
+def _selector(release):
+    # Only for a failure before the Kubernetes reads: the import it needs is the one start_probe goes ahead of.
+    from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import selector_for
+    return selector_for(release)
 
 
 def finish_probe(module, background, selector, k8s_requests):

@@ -102,3 +102,21 @@ def test_check_plan_is_the_gate_both_the_module_and_the_controller_run():
     refused, refusal = run_record.check_plan(plan, "0" * 64)
     assert refused["matches"] is False and refused["plan_hash"] == digest
     assert refusal.startswith("the plan is not the approved one: approved %s, this run's plan hashes %s." % ("0" * 64, digest))
+
+
+def test_report_is_what_the_module_and_the_controller_write(tmp_path):
+    """alex_run_report's module and its action plugin (plugins/action/alex_run_report.py, the local connection)
+    both call run_record.report: check mode writes nothing; an unwritable dest_dir is one sentence, no file."""
+    params = {"dest_dir": str(tmp_path / "r"), "scenario": "upgrade", "result": "planned",
+              "started_at": "2026-11-28T16:00:00Z", "deployment": {"host": "prod-eu"}, "rehearsal": True,
+              "causes": ["upgrade_requested"], "scope": {}, "observed": [], "decisions": [], "actions": [],
+              "plan": [{"action": "helm_upgrade"}], "details": {}}
+    planned, error = run_record.report(params, check_mode=True)
+    assert error is None and planned["changed"] is False and not (tmp_path / "r").exists()
+    assert planned["plan_hash"] == run_record.plan_hash(params["plan"])
+    written, error = run_record.report(params, check_mode=False)
+    assert error is None and written["changed"] is True
+    assert json.loads(open(written["json_path"]).read())["plan_hash"] == planned["plan_hash"]
+    (tmp_path / "file").write_text("x")
+    refused, error = run_record.report(dict(params, dest_dir=str(tmp_path / "file" / "r")), check_mode=False)
+    assert refused is None and error.startswith("cannot write the run record in %s" % (tmp_path / "file" / "r"))
