@@ -20,6 +20,10 @@ description:
     never rewrites an older record. A run that starts in the same second as an earlier one of the same scenario on
     the same host gets C(-2) (C(-3), ...) after the time.
   - Only what the caller passes is written. The scenario roles pass module results and names, never secrets.
+  - With the local connection (every shipped playbook) and no become, the target's filesystem is the controller's,
+    so an action plugin writes the record there with the same arguments, checks, function and results, and no
+    module process; with another connection or become, or arguments that are not plain JSON data or fail their
+    checks, the module itself runs.
 author:
   - alexandria.ee contributors (@alexandria-ee)
 extends_documentation_fragment:
