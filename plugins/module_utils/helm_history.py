@@ -25,6 +25,8 @@ import json
 import re
 import zlib
 
+from ansible_collections.alexandria.ee.plugins.module_utils import triage
+
 SECRET_TYPE = "helm.sh/release.v1"
 SECRET_PREFIX = "sh.helm.release.v1."
 GZIP_MAGIC = b"\x1f\x8b"
@@ -42,14 +44,6 @@ class HelmHistoryError(Exception):
 def selector_for(release):
     """The label selector of a release's history Secrets."""
     return "owner=helm,name=%s" % release
-
-
-def _get(obj, *path):
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 def _b64(text, name, what):
@@ -77,8 +71,8 @@ def _gunzip(raw, name):
 def decode_release(secret):
     """The release JSON (a dict) of one history Secret as the Kubernetes API returns it; HelmHistoryError
     with one line naming the Secret when it is not base64, not gzip (nor plain JSON) or not JSON."""
-    name = _get(secret, "metadata", "name") or "?"
-    encoded = _b64(_get(secret, "data", "release"), name, "data.release")
+    name = triage.get_path(secret, "metadata", "name") or "?"
+    encoded = _b64(triage.get_path(secret, "data", "release"), name, "data.release")
     try:
         payload = encoded.decode("ascii")
     except UnicodeDecodeError:
@@ -105,35 +99,35 @@ def _text(value):
 
 def revision_of(secret):
     """One revision's facts (a dict) from a history Secret; HelmHistoryError when unreadable or incomplete."""
-    name = _get(secret, "metadata", "name") or "?"
+    name = triage.get_path(secret, "metadata", "name") or "?"
     release = decode_release(secret)
     missing = [field for field, value in (
-        ("version", release.get("version")), ("info.status", _get(release, "info", "status")),
-        ("chart.metadata.name", _get(release, "chart", "metadata", "name")),
-        ("chart.metadata.version", _get(release, "chart", "metadata", "version"))) if value in (None, "")]
+        ("version", release.get("version")), ("info.status", triage.get_path(release, "info", "status")),
+        ("chart.metadata.name", triage.get_path(release, "chart", "metadata", "name")),
+        ("chart.metadata.version", triage.get_path(release, "chart", "metadata", "version"))) if value in (None, "")]
     if missing:
         raise HelmHistoryError("Helm history Secret %s: the release has no %s" % (name, ", ".join(missing)))
     revision = release["version"]
     if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
         raise HelmHistoryError("Helm history Secret %s: version %r is not a revision number" % (name, revision))
-    chart_name = str(_get(release, "chart", "metadata", "name"))
-    chart_version = str(_get(release, "chart", "metadata", "version"))
+    chart_name = str(triage.get_path(release, "chart", "metadata", "name"))
+    chart_version = str(triage.get_path(release, "chart", "metadata", "version"))
     return dict(
         revision=revision,
-        status=str(_get(release, "info", "status")),
+        status=str(triage.get_path(release, "info", "status")),
         chart="%s-%s" % (chart_name, chart_version),
         chart_name=chart_name,
         chart_version=chart_version,
-        app_version=_text(_get(release, "chart", "metadata", "appVersion")),
-        first_deployed=_text(_get(release, "info", "first_deployed")),
-        last_deployed=_text(_get(release, "info", "last_deployed")),
-        description=_text(_get(release, "info", "description")),
+        app_version=_text(triage.get_path(release, "chart", "metadata", "appVersion")),
+        first_deployed=_text(triage.get_path(release, "info", "first_deployed")),
+        last_deployed=_text(triage.get_path(release, "info", "last_deployed")),
+        description=_text(triage.get_path(release, "info", "description")),
         secret=name,
     )
 
 
 def _label_revision(secret):
-    match = re.search(r"\.v(\d+)$", _get(secret, "metadata", "name") or "")
+    match = re.search(r"\.v(\d+)$", triage.get_path(secret, "metadata", "name") or "")
     return int(match.group(1)) if match else 0
 
 

@@ -98,7 +98,8 @@ EVENTS_TAIL = 20
 
 # ---------------------------------------------------------------- small readers of Kubernetes JSON
 
-def _get(obj, *path):
+def get_path(obj, *path):
+    """obj[path[0]][path[1]]..., or None where a level is missing or not a mapping."""
     for key in path:
         if not isinstance(obj, dict):
             return None
@@ -107,7 +108,7 @@ def _get(obj, *path):
 
 
 def pod_name(pod):
-    return _get(pod, "metadata", "name") or "?"
+    return get_path(pod, "metadata", "name") or "?"
 
 
 def _state_words(state):
@@ -130,22 +131,22 @@ def _state_words(state):
 
 def container_summaries(pod):
     """Per container: the facts the runbook's pre-checks read, in the order of spec.containers."""
-    statuses = {s.get("name"): s for s in (_get(pod, "status", "containerStatuses") or []) if isinstance(s, dict)}
-    specs = [c for c in (_get(pod, "spec", "containers") or []) if isinstance(c, dict)]
+    statuses = {s.get("name"): s for s in (get_path(pod, "status", "containerStatuses") or []) if isinstance(s, dict)}
+    specs = [c for c in (get_path(pod, "spec", "containers") or []) if isinstance(c, dict)]
     names = [c.get("name") for c in specs] + sorted(n for n in statuses if n not in [c.get("name") for c in specs])
-    limits = {c.get("name"): _get(c, "resources", "limits", "memory") for c in specs}
+    limits = {c.get("name"): get_path(c, "resources", "limits", "memory") for c in specs}
     out = []
     for name in names:
         status = statuses.get(name) or {}
-        last = _get(status, "lastState", "terminated") or {}
+        last = get_path(status, "lastState", "terminated") or {}
         out.append(dict(
             name=name,
             ready=bool(status.get("ready")),
             started=status.get("started"),
             restart_count=int(status.get("restartCount") or 0),
             state=_state_words(status.get("state")) or "unknown",
-            running_since=_get(status, "state", "running", "startedAt"),
-            state_reason=_first(_get(status, "state", kind, "reason") for kind in ("waiting", "terminated")),
+            running_since=get_path(status, "state", "running", "startedAt"),
+            state_reason=_first(get_path(status, "state", kind, "reason") for kind in ("waiting", "terminated")),
             last_terminated=dict(
                 reason=last.get("reason"),
                 exit_code=last.get("exitCode"),
@@ -167,16 +168,16 @@ def pod_summary(pod):
     containers = container_summaries(pod)
     return dict(
         name=pod_name(pod),
-        phase=_get(pod, "status", "phase") or "Unknown",
-        node=_get(pod, "spec", "nodeName"),
-        deleting=bool(_get(pod, "metadata", "deletionTimestamp")),
+        phase=get_path(pod, "status", "phase") or "Unknown",
+        node=get_path(pod, "spec", "nodeName"),
+        deleting=bool(get_path(pod, "metadata", "deletionTimestamp")),
         ready=bool(containers) and all(c["ready"] for c in containers),
         containers=containers,
     )
 
 
 def _event_time(event):
-    return (event.get("lastTimestamp") or event.get("eventTime") or _get(event, "metadata", "creationTimestamp")
+    return (event.get("lastTimestamp") or event.get("eventTime") or get_path(event, "metadata", "creationTimestamp")
             or event.get("firstTimestamp") or "")
 
 
@@ -190,7 +191,7 @@ def sort_events(events, pod_names=None, release=None, tail=EVENTS_TAIL):
     for event in events or ():
         if not isinstance(event, dict):
             continue
-        name = _get(event, "involvedObject", "name") or ""
+        name = get_path(event, "involvedObject", "name") or ""
         if pod_names or release:
             if name not in pod_names and not (release and name.startswith(release)):
                 continue
@@ -202,8 +203,8 @@ def sort_events(events, pod_names=None, release=None, tail=EVENTS_TAIL):
         last_timestamp=_event_time(e),
         type=e.get("type"),
         reason=e.get("reason"),
-        object="%s/%s" % (_get(e, "involvedObject", "kind") or "?", _get(e, "involvedObject", "name") or "?"),
-        field_path=_get(e, "involvedObject", "fieldPath"),
+        object="%s/%s" % (get_path(e, "involvedObject", "kind") or "?", get_path(e, "involvedObject", "name") or "?"),
+        field_path=get_path(e, "involvedObject", "fieldPath"),
         count=e.get("count"),
         message=e.get("message"),
     ) for e in kept]
@@ -252,7 +253,7 @@ class _Candidate:
 
 
 def _log_text(logs, pod, container, stream):
-    entry = _get(logs or {}, pod, container)
+    entry = get_path(logs or {}, pod, container)
     if not isinstance(entry, dict):
         return None
     text = entry.get(stream)

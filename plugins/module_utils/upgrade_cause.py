@@ -27,39 +27,31 @@ CLOCK_SKEW_SECONDS = 60
 LICENSE_CODES = ("license_blob_invalid", "license_signature_failed", "license_secret_missing")
 
 
-def _get(obj, *path):
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def symptom_onset(pods, events, now):
     """(seconds since the epoch, words) of the outage's first sign on the release's current pods: the earliest
     Warning event about them (its firstTimestamp) or a container's last non-zero exit; `now` when none shows."""
-    names = set(_get(p, "metadata", "name") for p in pods or [] if isinstance(p, dict))
+    names = set(triage.get_path(p, "metadata", "name") for p in pods or [] if isinstance(p, dict))
     found = []
     for event in events or []:
         if not isinstance(event, dict) or event.get("type") != "Warning":
             continue
-        if _get(event, "involvedObject", "name") not in names:
+        if triage.get_path(event, "involvedObject", "name") not in names:
             continue
         stamp = event.get("firstTimestamp") or event.get("eventTime") or event.get("lastTimestamp")
         when = triage.parse_time(stamp)
         if when is not None:
             found.append((when, "event %s %s on pod %s: %s" % (
-                stamp, event.get("reason") or "?", _get(event, "involvedObject", "name"),
+                stamp, event.get("reason") or "?", triage.get_path(event, "involvedObject", "name"),
                 (event.get("message") or "")[:200])))
     for pod in pods or []:
-        for status in _get(pod, "status", "containerStatuses") or []:
-            last = _get(status, "lastState", "terminated") or {}
+        for status in triage.get_path(pod, "status", "containerStatuses") or []:
+            last = triage.get_path(status, "lastState", "terminated") or {}
             if last.get("exitCode") in (None, 0):
                 continue
             when = triage.parse_time(last.get("finishedAt"))
             if when is not None:
                 found.append((when, "pod %s container %s exited %s (%s) at %s" % (
-                    _get(pod, "metadata", "name"), status.get("name"), last.get("exitCode"), last.get("reason"),
+                    triage.get_path(pod, "metadata", "name"), status.get("name"), last.get("exitCode"), last.get("reason"),
                     last.get("finishedAt"))))
     if not found:
         return now, "no Warning event or failed container on the current pods: the outage is dated now"
