@@ -51,6 +51,14 @@ def __getattr__(name):
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
+def missing_library_details():
+    """fail_json keywords for a failure that may come from a missing kubernetes library: its import traceback as
+    C(exception), or nothing when the library is there. Read at failure time, so importing a module that uses it
+    does not import the library (alex_triage starts its API probe before that import)."""
+    error = _lib()["KUBERNETES_IMPORT_ERROR"]
+    return dict(exception=error) if error else {}
+
+
 DEFAULT_NAMESPACE = "alexandria"
 DEFAULT_RELEASE = "alexandria-ee"
 

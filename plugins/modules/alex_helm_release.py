@@ -154,11 +154,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks, helm_history
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
-    KUBERNETES_IMPORT_ERROR,
     K8sError,
     build_api_client,
     deployment_argument_spec,
     k8s_auth_argument_spec,
+    missing_library_details,
 )
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_service import ReleaseService
 
@@ -180,7 +180,7 @@ def main():
                                  request_timeout=params["request_timeout"])
         secrets = service.list_helm_history()
     except K8sError as exc:
-        extra = dict(exception=KUBERNETES_IMPORT_ERROR) if KUBERNETES_IMPORT_ERROR else {}
+        extra = missing_library_details()
         module.fail_json(msg=str(exc), k8s_requests=service.requests if service else 0, selector=selector, **extra)
     found = helm_history.history(secrets)
     del secrets

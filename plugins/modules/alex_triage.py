@@ -135,6 +135,10 @@ options:
       - This lets a check-mode rehearsal plan the restart from this module's pod list instead of running
         M(alexandria.ee.alex_pod_restart) again. Ignored in a real run, where M(alexandria.ee.alex_pod_restart)
         checks the permissions itself before deleting anything.
+      - With O(probe_api=true) the checks start while the probe is still out (a hung API takes its own deadline
+        to answer), when the causes without the probe already call for a restart. They are kept only when the
+        causes with the probe agree on the same pods, and asked again otherwise; RV(k8s_requests) counts every
+        request made.
     type: bool
     default: false
   helm_history:
@@ -354,11 +358,11 @@ from ansible_collections.alexandria.ee.plugins.module_utils import arg_checks, r
 from ansible_collections.alexandria.ee.plugins.module_utils.api_client import REQUESTS_IMPORT_ERROR, api_route_argument_spec
 
 from ansible_collections.alexandria.ee.plugins.module_utils.k8s_client import (
-    KUBERNETES_IMPORT_ERROR,
     K8sError,
     build_api_client,
     deployment_argument_spec,
     k8s_auth_argument_spec,
+    missing_library_details,
 )
 from ansible_collections.alexandria.ee.plugins.module_utils import (
     k8s_preflight,
@@ -413,10 +417,14 @@ def main():
                                   params["limit_bytes"], helm_history=params["helm_history"])
     except K8sError as exc:
         failure = exc
+    wants_preflight = params["restart_preflight"] and module.check_mode
+    early = None
+    if background is not None and wants_preflight and failure is None:
+        early = speculative_preflight(api_client, service, gathered, params)
     k8s_requests = service.requests if service else 0
     probed = finish_probe(module, background, selector, k8s_requests) if background else {}
     if failure is not None:
-        extra = dict(exception=KUBERNETES_IMPORT_ERROR) if KUBERNETES_IMPORT_ERROR else {}
+        extra = missing_library_details()
         extra.update(probed)
         module.fail_json(msg=str(failure), k8s_requests=k8s_requests, selector=selector, **extra)
     probe = probed["probe"] if background else params["probe"]
@@ -426,10 +434,14 @@ def main():
                                                      params["upgrade_window"])
     except ValueError as exc:
         module.fail_json(msg="cannot classify: %s" % exc, k8s_requests=service.requests, selector=selector, **probed)
+    if wants_preflight and restart_plan.restart_fixes(decided["causes"]):
+        targets = restart_plan.restart_targets(decided["pods"])
+        preflight, preflight_warnings = (early if early and early[0]["pods"] == targets
+                                         else preflight_restart(api_client, service, targets))
+        extra["restart_preflight"] = preflight
+        warnings = warnings + preflight_warnings
     for line in warnings:
         module.warn(line)
-    if params["restart_preflight"] and module.check_mode and restart_plan.restart_fixes(decided["causes"]):
-        extra["restart_preflight"] = preflight_restart(module, api_client, service, decided["pods"])
     module.exit_json(changed=False, causes=decided["causes"], pods=decided["pods"], events=decided["events"],
                      logs=gathered["logs"], license_secret=gathered["license_secret"],
                      k8s_requests=service.requests, selector=selector, namespace=params["namespace"],
@@ -471,10 +483,23 @@ def finish_probe(module, background, selector, k8s_requests):
     return dict(probe=probed)
 
 
-def preflight_restart(module, api_client, service, pod_summaries):
+def speculative_preflight(api_client, service, gathered, params):
+    """preflight_restart() run while the probe is still out (a hung API takes its own deadline to answer), when
+    the causes without the probe already say a restart: (preflight, warnings), or None. main() keeps it only when
+    the causes with the probe agree on the same pods; its requests are counted either way."""
+    try:
+        early = triage.classify(gathered["pods"], gathered["events"], gathered["logs"], gathered["license_secret"],
+                                probe=None, release=params["release"], stable_seconds=params["stable_seconds"])
+    except ValueError:
+        return None  # the classification with the probe reports it
+    if not restart_plan.restart_fixes(early["causes"]):
+        return None
+    return preflight_restart(api_client, service, restart_plan.restart_targets(early["pods"]))
+
+
+def preflight_restart(api_client, service, targets):
     """alex_pod_restart's permission checks (k8s_preflight.enforce in check mode) for the pods a restart would
-    delete, from this pod list: missing permissions are warnings, and so is a review the API cannot answer."""
-    targets = restart_plan.restart_targets(pod_summaries)
+    delete: (preflight, warnings). Missing permissions are warnings, and so is a review the API cannot answer."""
     action = "deleting pods %s" % ", ".join(targets)
     preflight = k8s_preflight.Preflight(api_client, service.request_timeout)
     try:
@@ -482,13 +507,12 @@ def preflight_restart(module, api_client, service, pod_summaries):
     except (k8s_preflight.ReviewUnavailable, K8sError) as exc:
         # The diagnosis stands without it; the real restart asks again before deleting anything.
         service.requests += preflight.requests
-        module.warn("permissions not checked before %s: %s" % (action, exc))
-        return dict(pods=targets, missing_permissions=[], checked=False)
+        return (dict(pods=targets, missing_permissions=[], checked=False),
+                ["permissions not checked before %s: %s" % (action, exc)])
     service.requests += preflight.requests
     findings = [k8s_preflight.finding(need) for need in missing]
-    for line in findings:
-        module.warn("a real run would stop before %s: %s" % (action, line))
-    return dict(pods=targets, missing_permissions=findings, checked=True)
+    return (dict(pods=targets, missing_permissions=findings, checked=True),
+            ["a real run would stop before %s: %s" % (action, line) for line in findings])
 
 
 if __name__ == "__main__":

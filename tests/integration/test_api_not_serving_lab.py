@@ -196,6 +196,25 @@ def test_triage_checks_the_restart_permissions_only_when_a_restart_is_the_fix(la
     assert lab.pod_names() == pods
 
 
+def test_triage_checks_the_restart_permissions_while_its_own_probe_waits(lab, capsys):
+    # A hung orchestrator: /ready answers only at its deadline, and the permission checks are made meanwhile
+    # (the causes without the probe already call for a restart); the causes with the probe agree, so they stand.
+    lab.break_("orchestrator-hang")
+    pods = lab.pod_names()
+    args = lab.k8s_args(base_url=lab.api_url, probe_api=True, probe_retries=0, restart_preflight=True)
+    real = run_module(alex_triage, args, capsys)
+    planned = run_module(alex_triage, args, capsys, check_mode=True)
+    for result in (real, planned):
+        assert result["probe"]["status"] == 503 and triage.DEADLINE_EXCEEDED in result["probe"]["reason"]
+        assert result["causes"][0]["code"] == "orchestrator_deadline_exceeded", result["causes"]
+    assert "restart_preflight" not in real
+    assert planned["restart_preflight"] == dict(pods=pods, missing_permissions=[], checked=True)
+    assert not planned.get("warnings")
+    # One SelfSubjectAccessReview per pod to delete, and one for listing the pods: asked once.
+    assert planned["k8s_requests"] == real["k8s_requests"] + len(pods) + 1
+    assert lab.pod_names() == pods
+
+
 # alex_ready's result keys (without changed), as alex_triage returns its own probe under `probe`.
 PROBE_KEYS = {"ready", "status", "reason", "checks", "latency_ms", "license", "attempts", "url", "api_route"}
 
