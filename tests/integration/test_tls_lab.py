@@ -24,6 +24,7 @@ from ansible_collections.alexandria.ee.plugins.module_utils import pg
 from ansible_collections.alexandria.ee.plugins.modules import (alex_audit_verify, alex_license, alex_pod_restart,
                                                                alex_ready, alex_triage)
 
+import awx_runner
 import playbooks
 
 pytestmark = pytest.mark.lab
@@ -285,6 +286,28 @@ def test_audit_module_refuses_then_accepts_with_ssl_rootcert(tls_postgres, pg_ho
         result = run_module(alex_audit_verify, dict(args, **extra), capsys)
         assert not result.get("failed"), result["msg"]
         assert result["broken"] == [] and PG_PASSWORD not in json.dumps(result)
+
+
+def test_awx_database_ca_credential_lets_the_audit_modules_verify_the_server(tls_postgres, pg_home, capsys,
+                                                                             monkeypatch, tmp_path):
+    # The credential type of extensions/awx, injected as AWX injects it for a job (awx_runner.inject_credential).
+    ca = tls_postgres[0]
+    with open(ca) as handle:
+        pem = handle.read()
+    types = dict((t["name"], t) for t in awx_runner.load_config()["controller_credential_types"])
+    env, args = {}, []
+    awx_runner.inject_credential(types["Alexandria EE database CA"], {"ca_certificate": pem}, env, args, tmp_path)
+    assert list(env) == ["PGSSLROOTCERT"] and args == []
+    injected = env["PGSSLROOTCERT"]
+    assert os.path.dirname(injected) == str(tmp_path) and os.stat(injected).st_mode & 0o777 == 0o600
+    with open(injected) as handle:
+        assert handle.read() == pem
+    args = dict(dsn=tcp_dsn(tls_postgres), hmac_key="k" * 32)
+    assert "pass ssl_rootcert (or PGSSLROOTCERT)" in refused(run_module(alex_audit_verify, args, capsys))
+    monkeypatch.setenv("PGSSLROOTCERT", injected)
+    result = run_module(alex_audit_verify, args, capsys)
+    assert not result.get("failed"), result["msg"]
+    assert result["broken"] == [] and PG_PASSWORD not in json.dumps(result)
 
 
 # -- the playbooks take the CA from the inventory (alexlab inventory writes alex_api_ca_path) ----------------------

@@ -20,6 +20,8 @@ import yaml
 
 from ansible_yaml import from_yaml
 
+from ansible_collections.alexandria.ee.plugins.module_utils import pg
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = REPO / "extensions" / "awx" / "controller"
 DISPATCH_VARS = {"controller_credential_types", "controller_credentials", "controller_execution_environments",
@@ -210,6 +212,8 @@ def test_no_secret_is_asked_or_passed_in_clear(config):
 
 def test_credential_types_inject_what_the_roles_read(config):
     defaults = "".join(p.read_text() for p in REPO.glob("roles/*/defaults/main.yml"))
+    pg_fallbacks = set(name for option in pg.postgres_argument_spec().values()
+                       for name in (option.get("fallback") or (None, []))[1])
     for ctype in config["controller_credential_types"]:
         fields = dict((f["id"], f) for f in ctype["inputs"]["fields"])
         assert set(ctype["inputs"]["required"]) <= set(fields)
@@ -221,13 +225,17 @@ def test_credential_types_inject_what_the_roles_read(config):
                 for ref in re.findall(r"\{\{\s*([a-z_.]+)\s*\}\}", template):
                     assert ref in fields or ref == "tower.filename", (ctype["name"], ref)
         for env in injectors.get("env", {}):
-            assert "lookup('ansible.builtin.env', '%s')" % env in defaults, env
+            if env.startswith("PG"):  # libpq's own variable: the modules' PostgreSQL options fall back to it
+                assert env in pg_fallbacks, env
+            else:
+                assert "lookup('ansible.builtin.env', '%s')" % env in defaults, env
         for name, value in injectors.get("extra_vars", {}).items():
             assert value == "{{ tower.filename }}", (name, value)  # a path, never the secret itself
             role = name.split("_license")[0].split("_blob")[0]
             assert name in argspec(role, "main"), name
     env_injected = set(e for t in config["controller_credential_types"] for e in t["injectors"].get("env", {}))
-    assert env_injected == {"ALEX_ADMIN_TOKEN", "ALEX_DSN", "ALEX_AUDIT_HMAC_KEY", "ALEX_CHECKPOINT_KEY"}
+    assert env_injected == {"ALEX_ADMIN_TOKEN", "ALEX_DSN", "ALEX_AUDIT_HMAC_KEY", "ALEX_CHECKPOINT_KEY",
+                            "PGSSLROOTCERT"}
 
 
 def test_references_resolve(config):
