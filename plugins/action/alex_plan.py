@@ -14,12 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
-
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.alexandria.ee.plugins.module_utils import run_record
+from ansible_collections.alexandria.ee.plugins.plugin_utils.controller_args import module_params
 from ansible_collections.alexandria.ee.plugins.modules.alex_plan import argument_spec
 
 
@@ -30,15 +28,10 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        try:
-            args = json.loads(json.dumps(self._task.args))  # what the module would receive
-        except (TypeError, ValueError):
-            args = None
-        validated = ArgumentSpecValidator(argument_spec()).validate(args) if isinstance(args, dict) else None
-        if validated is None or validated.error_messages:
+        params = module_params(self._task.args, argument_spec())
+        if params is None:
             result.update(self._execute_module(module_name="alexandria.ee.alex_plan", task_vars=task_vars))
             return result
-        params = validated.validated_parameters
         checked, refusal = run_record.check_plan(params["plan"], params["expected_hash"])
         result.update(checked)
         result["invocation"] = {"module_args": params}

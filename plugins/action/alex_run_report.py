@@ -15,12 +15,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
-
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.alexandria.ee.plugins.module_utils import run_record
+from ansible_collections.alexandria.ee.plugins.plugin_utils.controller_args import module_params
 from ansible_collections.alexandria.ee.plugins.modules.alex_run_report import argument_spec
 
 
@@ -32,15 +30,10 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         here = self._connection.transport == "local" and not self._play_context.become
-        try:
-            args = json.loads(json.dumps(self._task.args))  # what the module would receive
-        except (TypeError, ValueError):
-            args = None
-        validated = ArgumentSpecValidator(argument_spec()).validate(args) if here and isinstance(args, dict) else None
-        if validated is None or validated.error_messages:
+        params = module_params(self._task.args, argument_spec()) if here else None
+        if params is None:
             result.update(self._execute_module(module_name="alexandria.ee.alex_run_report", task_vars=task_vars))
             return result
-        params = validated.validated_parameters
         written, error = run_record.report(params, self._task.check_mode)
         result["invocation"] = {"module_args": params}
         if error:

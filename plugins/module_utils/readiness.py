@@ -32,16 +32,15 @@ def safe_url(url):
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def url_password(base_url):
-    """The password inside base_url (to mask in everything the module says), or None."""
+def screen_base_url(base_url, secrets):
+    """Why base_url cannot be probed (one sentence), or None. A password inside it is added to secrets first (the
+    module's no_log_values), so nothing the module says afterwards shows it."""
     try:
-        return urlsplit(base_url).password
+        password = urlsplit(base_url).password
     except ValueError:
-        return None
-
-
-def base_url_problem(base_url):
-    """Why base_url cannot be probed (one sentence), or None."""
+        password = None
+    if password:
+        secrets.add(password)
     url = safe_url(base_url)
     parts = urlsplit(base_url) if url != "(unparsable URL)" else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:

@@ -205,13 +205,9 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    if params["base_url"]:
-        password = readiness.url_password(params["base_url"])
-        if password:
-            module.no_log_values.add(password)
-        problem = readiness.base_url_problem(params["base_url"])
-        if problem:
-            module.fail_json(msg=problem, url=readiness.safe_url(params["base_url"]))
+    problem = params["base_url"] and readiness.screen_base_url(params["base_url"], module.no_log_values)
+    if problem:
+        module.fail_json(msg=problem, url=readiness.safe_url(params["base_url"]))
     try:
         client = ApiClient.from_params(params)
     except ApiError as exc:

@@ -457,10 +457,7 @@ def start_probe(module):
                          selector=_selector(params["release"]))
     probe_params = dict(params)
     if params["base_url"]:
-        password = readiness.url_password(params["base_url"])
-        if password:
-            module.no_log_values.add(password)
-        problem = readiness.base_url_problem(params["base_url"])
+        problem = readiness.screen_base_url(params["base_url"], module.no_log_values)
         if problem:
             module.fail_json(msg=problem, selector=_selector(params["release"]))
         # validate_certs is the Kubernetes API server's here; the API's own certificate has its own option.
